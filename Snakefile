@@ -1,0 +1,57 @@
+# Reproduction of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
+# Stages, in pipeline order: data -> frames -> faces -> train -> adapt -> evaluate -> tables -> report.
+# Targets: all (default), table1, table2, table3, loto, figures, report.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/frames.smk"
+include: "workflow/rules/faces.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/adapt.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        rules.render_report.output.html,
+
+
+rule table1:
+    input:
+        table_outputs("table1"),
+
+
+rule table2:
+    input:
+        table_outputs("table2"),
+
+
+rule table3:
+    input:
+        table_outputs("table3"),
+
+
+rule loto:
+    input:
+        table_outputs("loto"),
+
+
+rule figures:
+    input:
+        [f for fig in FIGURES for f in figure_outputs(fig)],
+
+
+rule report:
+    input:
+        rules.render_report.output.html,

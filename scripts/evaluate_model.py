@@ -1,0 +1,16 @@
+"""Predict every test face of the target and pool the predictions into metrics."""
+
+from pathlib import Path
+
+from daml import config, evaluate, logs
+
+with logs.to_file(snakemake.log[0]):
+    evaluate.evaluate_model(
+        Path(snakemake.input.model),
+        [Path(p) for p in snakemake.input.crops],
+        snakemake.params.target,
+        out_predictions=Path(snakemake.output.predictions),
+        out_metrics=Path(snakemake.output.metrics),
+        settings=config.settings_from(evaluate.EvaluateSettings, snakemake.params.settings, "evaluate"),
+        threads=snakemake.threads,
+    )

@@ -1,0 +1,16 @@
+"""Decode the videos of one shard and keep uniformly sampled frames."""
+
+from pathlib import Path
+
+from daml import config, frames, logs
+
+with logs.to_file(snakemake.log[0]):
+    frames.extract_shard(
+        Path(snakemake.input.manifest),
+        Path(snakemake.output.frames),
+        dataset=snakemake.params.dataset,
+        compression=snakemake.params.compression,
+        shard=int(snakemake.wildcards.shard),
+        n_shards=snakemake.params.n_shards,
+        settings=config.settings_from(frames.FrameSettings, snakemake.params.settings, "frames"),
+    )

@@ -1,0 +1,15 @@
+"""Read one dataset's layout into its manifest and its table of problems."""
+
+from pathlib import Path
+
+from daml import config, logs
+from daml.data import manifest
+
+with logs.to_file(snakemake.log[0]):
+    manifest.index_to_files(
+        snakemake.wildcards.dataset,
+        Path(snakemake.input.root),
+        config.settings_from(manifest.IndexSettings, snakemake.params.settings, "datasets"),
+        Path(snakemake.output.manifest),
+        Path(snakemake.output.problems),
+    )

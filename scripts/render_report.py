@@ -1,0 +1,17 @@
+"""Render the HTML report from the tables, figures, manifests, face indexes and benchmarks."""
+
+from daml import logs, report
+
+with logs.to_file(snakemake.log[0]):
+    report.render_report(
+        snakemake.output.html,
+        tables=snakemake.input.tables,
+        figures=snakemake.input.figures,
+        manifests=snakemake.input.manifests,
+        problems=snakemake.input.problems,
+        faces=snakemake.input.faces,
+        config=snakemake.params.config,
+        synthetic=snakemake.params.synthetic,
+        schema_path=snakemake.params.schema,
+        benchmarks_dir=snakemake.params.benchmarks,
+    )

@@ -1,0 +1,146 @@
+"""The workflow's one configuration: schema validation with defaults, and cross-checks.
+
+`workflow/rules/common.smk` calls `validate` once when the workflow is parsed; nothing writes to
+the config afterwards. Stage code receives its section as a frozen settings dataclass built with
+`settings_from`, whose field names are the schema's keys (defaults live in the schema only).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from pathlib import Path
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+
+from daml.errors import DamlError
+
+DATASETS = ("ffpp", "celebdf", "dfdc", "wilddeepfake")
+FACESETS = {  # faceset -> (dataset, compression or None)
+    "ffpp-c23": ("ffpp", "c23"),
+    "ffpp-c40": ("ffpp", "c40"),
+    "celebdf": ("celebdf", None),
+    "dfdc": ("dfdc", None),
+    "wilddeepfake": ("wilddeepfake", None),
+}
+FFPP_TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+
+T = TypeVar("T")
+
+
+def _with_defaults(validator_class):
+    """Extend a jsonschema validator so that validation fills in each property's default."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def load_schema(path: str | Path) -> dict:
+    with open(path) as handle:
+        return yaml.safe_load(handle)
+
+
+def validate(config: dict, schema_path: str | Path) -> dict:
+    """Validate `config` against the schema, fill in defaults and cross-check references.
+
+    Arguments:
+        config: the parsed config (modified in place: defaults are filled in).
+        schema_path: workflow/schemas/config.schema.yaml.
+
+    Returns:
+        The same dict, for convenience.
+
+    Raises:
+        DamlError naming the offending key (as a dotted path) and what is wrong with it.
+    """
+    schema = load_schema(schema_path)
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"- {_key(e)}: {_explain(e)}" for e in errors[:20]]
+        raise DamlError(
+            f"config does not match {schema_path}:\n" + "\n".join(lines)
+            + "\nFix these keys in config.yaml (or the --configfile you passed)."
+        )
+    cross_check(config)
+    return config
+
+
+def _key(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def _explain(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        hint = f" (known keys: {', '.join(allowed)})" if allowed else ""
+        return f"{error.message}{hint}"
+    return error.message
+
+
+def cross_check(config: dict) -> None:
+    """Checks a JSON schema cannot express: existing roots, references between sections."""
+    for dataset, root in config["datasets"]["roots"].items():
+        if root is not None and not Path(root).is_dir():
+            raise DamlError(
+                f"datasets.roots.{dataset}: folder {root!r} does not exist. "
+                f"Set it to the {dataset} root in its official layout, or to null for the embedded benchmark."
+            )
+    for kind in ("sources", "targets"):
+        for name, domain in config[kind].items():
+            if domain["techniques"] is not None and not domain["faceset"].startswith("ffpp"):
+                raise DamlError(
+                    f"{kind}.{name}.techniques: techniques can only be chosen on FF++ face sets, "
+                    f"not on {domain['faceset']!r}; remove the key."
+                )
+    for table, entries in config["tables"].items():
+        for i, entry in enumerate(entries):
+            for kind, key in (("sources", "source"), ("targets", "target")):
+                if entry[key] not in config[kind]:
+                    raise DamlError(
+                        f"tables.{table}[{i}].{key}: {entry[key]!r} is not defined under `{kind}` "
+                        f"(defined: {', '.join(sorted(config[kind])) or 'none'})."
+                    )
+    figures = config["figures"]
+    for key in ("curves_source", "shots_source"):
+        if figures[key] not in config["sources"]:
+            raise DamlError(f"figures.{key}: {figures[key]!r} is not defined under `sources`.")
+    for target in figures["shots_targets"]:
+        if target not in config["targets"]:
+            raise DamlError(f"figures.shots_targets: {target!r} is not defined under `targets`.")
+
+
+def settings_from(cls: type[T], section: dict[str, Any], where: str) -> T:
+    """Build the settings dataclass `cls` from a validated config section.
+
+    Raises DamlError naming `where` (the config section) if keys are missing or unknown, which
+    means the schema and the dataclass have drifted apart.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    missing, unknown = names - set(section), set(section) - names
+    if missing or unknown:
+        raise DamlError(
+            f"config section {where!r} does not fit {cls.__name__}: "
+            f"missing {sorted(missing)}, unknown {sorted(unknown)}"
+        )
+    return cls(**section)
+
+
+def schema_defaults(schema_path: str | Path) -> dict:
+    """The complete default config (an empty config validated); used by tests and docs."""
+    config: dict = {}
+    errors = list(_Validator(load_schema(schema_path)).iter_errors(config))
+    if errors:
+        raise DamlError(f"the schema's defaults do not validate: {errors[0].message}")
+    return config

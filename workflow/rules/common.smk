@@ -1,0 +1,147 @@
+# Shared helpers: config validation, wildcard constraints, input functions and target lists.
+# Parsed once when the workflow starts; rules files only call what is defined here.
+
+import zlib
+from pathlib import Path
+
+from daml import config as daml_config
+
+SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
+daml_config.validate(config, SCHEMA)
+
+DATASETS = daml_config.DATASETS
+FACESETS = daml_config.FACESETS
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    faceset="|".join(FACESETS),
+    source="|".join(config["sources"]) or "NO_SOURCE",
+    target="|".join(config["targets"]) or "NO_TARGET",
+    method="|".join(config["methods"]),
+    seed=r"\d+",
+    shots=r"\d+",
+    shard=r"\d{3}",
+    table="table1|table2|table3|loto",
+    figure="figure2|figure3|figure_shots",
+
+
+# ---------------------------------------------------------------- data
+
+
+def is_synthetic(dataset):
+    return config["datasets"]["roots"][dataset] is None
+
+
+def dataset_root(wildcards):
+    """The dataset's folder: the user's root, or the generated synthetic stand-in."""
+    root = config["datasets"]["roots"][wildcards.dataset]
+    if root is None:
+        return rules.generate_benchmark.output.root.format(dataset=wildcards.dataset)
+    # a user's dataset is read, never rebuilt: its timestamps must not trigger reruns
+    return ancient(root)
+
+
+def all_manifests():
+    return expand(rules.index_dataset.output.manifest, dataset=DATASETS)
+
+
+# ---------------------------------------------------------------- faces
+
+
+def faceset_dataset(faceset):
+    return FACESETS[faceset][0]
+
+
+def faceset_compression(faceset):
+    return FACESETS[faceset][1] or "none"
+
+
+def shard_ids(faceset):
+    return [f"{i:03d}" for i in range(config["faces"]["shards"][faceset])]
+
+
+def face_shards(faceset):
+    """All face-shard outputs (npz, csv, skips) of one face set."""
+    return {
+        kind: expand(getattr(rules.align_faces.output, kind), faceset=faceset, shard=shard_ids(faceset))
+        for kind in ("crops", "index", "skips")
+    }
+
+
+def used_facesets():
+    """Face sets some source or target needs, in a stable order."""
+    names = {d["faceset"] for d in config["sources"].values()}
+    names |= {config["targets"][e["target"]]["faceset"] for rows in config["tables"].values() for e in rows}
+    return [f for f in FACESETS if f in names]
+
+
+# ---------------------------------------------------------------- train, adapt, evaluate
+
+
+def source_faceset(wildcards):
+    return config["sources"][wildcards.source]["faceset"]
+
+
+def target_faceset(wildcards):
+    return config["targets"][wildcards.target]["faceset"]
+
+
+def evaluated_model(wildcards):
+    """shots0 evaluates the trained model itself; other shot counts its fine-tuned copy."""
+    if int(wildcards.shots) == 0:
+        return rules.train_model.output.model.format(**wildcards)
+    return rules.adapt_model.output.model.format(**wildcards)
+
+
+def metrics_file(source, target, method, seed, shots):
+    return rules.evaluate_model.output.metrics.format(
+        source=source, target=target, method=method, seed=seed, shots=shots
+    )
+
+
+def table_metrics(table):
+    return [
+        metrics_file(e["source"], e["target"], m, s, e["shots"])
+        for e in config["tables"][table]
+        for m in config["methods"]
+        for s in config["seeds"]
+    ]
+
+
+def shots_metrics():
+    fig = config["figures"]
+    return [
+        metrics_file(fig["shots_source"], t, m, s, k)
+        for t in fig["shots_targets"]
+        for m in config["methods"]
+        for s in config["seeds"]
+        for k in fig["shots"]
+    ]
+
+
+def curve_histories(kind):
+    """history.csv or validation.csv of MAML and DAML on the curves source, every seed."""
+    methods = [m for m in ("maml", "daml") if m in config["methods"]]
+    path = getattr(rules.train_model.output, kind)
+    return expand(path, source=config["figures"]["curves_source"], method=methods, seed=config["seeds"])
+
+
+def figure_inputs(wildcards):
+    if wildcards.figure == "figure2":
+        return curve_histories("history")
+    if wildcards.figure == "figure3":
+        return curve_histories("validation")
+    return shots_metrics()
+
+
+TABLES = [t for t in ("table1", "table2", "table3", "loto") if config["tables"][t]]
+FIGURES = ["figure2", "figure3", "figure_shots"]
+
+
+def table_outputs(table):
+    return expand("results/tables/{table}.{ext}", table=table, ext=("csv", "md", "tex"))
+
+
+def figure_outputs(figure):
+    return expand("results/figures/{figure}.{ext}", figure=figure, ext=("png", "pdf"))

@@ -1,0 +1,47 @@
+# Data stage: the embedded synthetic benchmark (when a root is null) and one manifest per dataset.
+
+
+rule generate_benchmark:
+    output:
+        root=directory("results/synthetic/{dataset}"),
+    log:
+        "results/logs/generate_benchmark/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_benchmark/{dataset}.tsv"
+    params:
+        settings=config["synthetic"],
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/generate_benchmark.py"
+
+
+rule index_dataset:
+    input:
+        root=dataset_root,
+    output:
+        manifest=report(
+            "results/data/{dataset}/manifest.csv",
+            caption="../report/manifest.rst",
+            category="Data",
+            labels={"dataset": "{dataset}", "file": "manifest"},
+        ),
+        problems="results/data/{dataset}/problems.csv",
+    log:
+        "results/logs/index_dataset/{dataset}.log",
+    benchmark:
+        "results/benchmarks/index_dataset/{dataset}.tsv"
+    params:
+        settings={k: config["datasets"][k] for k in ("on_inconsistency", "val_fraction", "seed")},
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=30,
+    conda:
+        "../../envs/data.yaml"
+    script:
+        "../../scripts/index_dataset.py"

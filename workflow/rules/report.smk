@@ -1,0 +1,29 @@
+# Report: one standalone HTML page with the tables, figures, settings, data provenance and timings.
+
+
+rule render_report:
+    input:
+        tables=[f for t in TABLES for f in table_outputs(t)],
+        figures=[f for fig in FIGURES for f in figure_outputs(fig)],
+        manifests=all_manifests(),
+        problems=expand(rules.index_dataset.output.problems, dataset=DATASETS),
+        faces=[f for fs in used_facesets() for kind in ("index", "skips") for f in face_shards(fs)[kind]],
+    output:
+        html=report("results/report/index.html", caption="../report/report.rst", category="Report"),
+    log:
+        "results/logs/render_report/report.log",
+    benchmark:
+        "results/benchmarks/render_report/report.tsv"
+    params:
+        config=config,
+        synthetic=[d for d in DATASETS if is_synthetic(d)],
+        schema=str(SCHEMA),
+        benchmarks="results/benchmarks",
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/report.yaml"
+    script:
+        "../../scripts/render_report.py"

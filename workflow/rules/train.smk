@@ -1,0 +1,29 @@
+# Training stage: DAML, MAML or ERM on a source's tasks. One model per source, method and seed,
+# shared by every table row that names the source. The rolling checkpoint is not an output, so
+# Snakemake keeps it when a killed job is rerun and training resumes from it.
+
+
+rule train_model:
+    input:
+        unpack(lambda w: face_shards(source_faceset(w))),
+    output:
+        model="results/train/{source}/{method}/seed{seed}/model.pt",
+        history="results/train/{source}/{method}/seed{seed}/history.csv",
+        validation="results/train/{source}/{method}/seed{seed}/validation.csv",
+    log:
+        "results/logs/train_model/{source}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train_model/{source}/{method}/seed{seed}.tsv"
+    params:
+        source=lambda w: config["sources"][w.source],
+        settings=config["train"],
+        checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gpu=1,
+    conda:
+        "../../envs/train.yaml"
+    script:
+        "../../scripts/train_model.py"
