@@ -5,11 +5,11 @@ from pathlib import Path
 from daml import config, logs
 from daml.data import manifest
 
-with logs.to_file(snakemake.log[0]):
-    manifest.index_to_files(
+with logs.to_file(snakemake.log.log):
+    manifest.build_manifest(
         snakemake.wildcards.dataset,
         Path(snakemake.input.root),
         config.settings_from(manifest.IndexSettings, snakemake.params.settings, "datasets"),
         Path(snakemake.output.manifest),
-        Path(snakemake.output.problems),
+        Path(snakemake.log.problems),
     )

@@ -8,7 +8,7 @@ with logs.to_file(snakemake.log[0]):
         tables=snakemake.input.tables,
         figures=snakemake.input.figures,
         manifests=snakemake.input.manifests,
-        problems=snakemake.input.problems,
+        problems=snakemake.params.problems,
         faces=snakemake.input.faces,
         config=snakemake.params.config,
         synthetic=snakemake.params.synthetic,

@@ -30,9 +30,11 @@ rule index_dataset:
             category="Data",
             labels={"dataset": "{dataset}", "file": "manifest"},
         ),
-        problems="results/data/{dataset}/problems.csv",
     log:
-        "results/logs/index_dataset/{dataset}.log",
+        # the problems table is a log, not an output, so it survives a failed run
+        # (Snakemake deletes the outputs of a failed job) and tells what to fix
+        log="results/logs/index_dataset/{dataset}.log",
+        problems="results/data/{dataset}/problems.csv",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
     params:

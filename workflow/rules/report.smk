@@ -6,7 +6,6 @@ rule render_report:
         tables=[f for t in TABLES for f in table_outputs(t)],
         figures=[f for fig in FIGURES for f in figure_outputs(fig)],
         manifests=all_manifests(),
-        problems=expand(rules.index_dataset.output.problems, dataset=DATASETS),
         faces=[f for fs in used_facesets() for kind in ("index", "skips") for f in face_shards(fs)[kind]],
     output:
         html=report("results/report/index.html", caption="../report/report.rst", category="Report"),
@@ -16,6 +15,7 @@ rule render_report:
         "results/benchmarks/render_report/report.tsv"
     params:
         config=config,
+        problems=expand(rules.index_dataset.log.problems, dataset=DATASETS),
         synthetic=[d for d in DATASETS if is_synthetic(d)],
         schema=str(SCHEMA),
         benchmarks="results/benchmarks",

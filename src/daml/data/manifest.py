@@ -1,0 +1,323 @@
+"""The manifest: one row per video (per frame sequence for WildDeepfake) of one dataset.
+
+Description:
+    `index_dataset` runs the reader of one layout (FF++, Celeb-DF v2, DFDC, WildDeepfake),
+    fills in the columns every layout shares, carves a validation part out of the training
+    videos where the layout has no official one, and drops duplicate keys. Readers check that
+    files exist and that label files and metadata make sense; they never decode a video (the
+    frames stage does). Each inconsistency becomes a row (path, reason) in `problems.csv`;
+    `write_manifest` applies the policy `datasets.on_inconsistency`.
+
+References:
+    docs/architecture.md, section "Manifest"; design.md section 4 (dataset layouts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from daml.data import celebdf, dfdc, ffpp, wilddeepfake
+from daml.errors import DamlError
+from daml.io import write_csv
+
+log = logging.getLogger(__name__)
+
+#: Manifest columns, in order (docs/architecture.md).
+COLUMNS = [
+    "key",
+    "dataset",
+    "technique",
+    "compression",
+    "video",
+    "split",
+    "label",
+    "path",
+    "member",
+    "target_id",
+    "source_id",
+]
+PROBLEM_COLUMNS = ["path", "reason"]
+SPLITS = ("train", "val", "test")
+POLICIES = ("skip", "fail")
+#: How many offending paths a "fail" message lists before it only counts the rest.
+MAX_LISTED = 20
+
+#: One reader per layout: reader(root, problems) -> list of row dicts (see `index_dataset`).
+READERS = {
+    "ffpp": ffpp.read_ffpp,
+    "celebdf": celebdf.read_celebdf,
+    "dfdc": dfdc.read_dfdc,
+    "wilddeepfake": wilddeepfake.read_wilddeepfake,
+}
+#: Folders (glob patterns) of which a dataset root must hold at least one.
+EXPECTED_FOLDERS = {
+    "ffpp": ffpp.EXPECTED_FOLDERS,
+    "celebdf": celebdf.EXPECTED_FOLDERS,
+    "dfdc": dfdc.EXPECTED_FOLDERS,
+    "wilddeepfake": wilddeepfake.EXPECTED_FOLDERS,
+}
+#: Layouts without an official validation split: val is carved out of train.
+CARVES_VALIDATION = frozenset({"celebdf", "dfdc", "wilddeepfake"})
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    """Settings of the data stage (config section `datasets`).
+
+    Arguments:
+        on_inconsistency: "skip" drops inconsistent entries and lists them in problems.csv;
+            "fail" stops the run after writing problems.csv.
+        val_fraction: fraction of the training videos moved to validation, for layouts
+            without an official validation split (Celeb-DF, DFDC, WildDeepfake).
+        seed: seed of the hash that chooses the validation groups.
+    """
+
+    on_inconsistency: str
+    val_fraction: float
+    seed: int
+
+
+class Problems:
+    """Collects inconsistencies as (path, reason) rows; they become problems.csv."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str]] = []
+
+    def add(self, path: str | Path, reason: str) -> None:
+        """Record one offending path and what is wrong with it."""
+        log.debug("problem: %s: %s", path, reason)
+        self.rows.append((str(path), reason))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def to_frame(self) -> pd.DataFrame:
+        """The rows as a DataFrame with columns `path,reason`."""
+        return pd.DataFrame(self.rows, columns=PROBLEM_COLUMNS, dtype=str)
+
+
+def index_dataset(
+    dataset: str, root: str | Path, settings: IndexSettings
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Index one dataset root into a manifest.
+
+    Description:
+        Checks the root, runs the layout's reader, builds each row's key
+        `{dataset}/{compression}/{technique}/{video}`, drops every row whose key is not
+        unique, and carves validation out of train where the layout has no official split
+        (`carve_validation`). Entries found inconsistent are left out of the manifest and listed
+        in the problems table, whatever the policy (`write_manifest` applies it).
+
+    Arguments:
+        dataset: layout name, one of `READERS` (`ffpp`, `celebdf`, `dfdc`, `wilddeepfake`).
+        root: the dataset's root folder (config key `datasets.roots.<dataset>`).
+        settings: the stage's settings.
+
+    Returns:
+        (manifest, problems): the manifest with `COLUMNS`, sorted by key, and the problems
+        table with `PROBLEM_COLUMNS`.
+
+    Raises:
+        DamlError: unknown dataset or bad settings; a missing root; a root holding none of
+            the layout's folders; a layout file without which nothing can be indexed.
+    """
+    _check_settings(settings)
+    if dataset not in READERS:
+        raise DamlError(
+            f"unknown dataset {dataset!r}: expected one of {sorted(READERS)} "
+            f"(config key datasets.roots)"
+        )
+    root = Path(root).expanduser().absolute()
+    if not root.is_dir():
+        raise DamlError(
+            f"dataset root {root} does not exist or is not a folder "
+            f"(config key datasets.roots.{dataset}): point it at your copy of the dataset"
+        )
+    expected = EXPECTED_FOLDERS[dataset]
+    if not any(path.is_dir() for pattern in expected for path in root.glob(pattern)):
+        raise DamlError(
+            f"dataset root {root} (config key datasets.roots.{dataset}) holds none of the "
+            f"folders expected for {dataset}: {', '.join(expected)}; point it at the folder "
+            f"that contains them"
+        )
+
+    problems = Problems()
+    rows = READERS[dataset](root, problems)
+    manifest = _drop_duplicate_keys(_to_frame(dataset, rows), problems)
+    if dataset in CARVES_VALIDATION:
+        train = manifest["split"] == "train"
+        val_groups = carve_validation(
+            manifest.loc[train, "group"].tolist(), settings.val_fraction, settings.seed
+        )
+        manifest.loc[train & manifest["group"].isin(val_groups), "split"] = "val"
+    manifest = manifest.sort_values("key", kind="stable").reset_index(drop=True)[COLUMNS]
+
+    if len(problems):
+        log.warning(
+            "%s: %d inconsistencies, left out of the manifest (policy %r): %s",
+            dataset,
+            len(problems),
+            settings.on_inconsistency,
+            _listing(problems.to_frame()),
+        )
+    log.info("%s: indexed %d entries under %s", dataset, len(manifest), root)
+    return manifest, problems.to_frame()
+
+
+def write_manifest(
+    manifest: pd.DataFrame,
+    problems: pd.DataFrame,
+    manifest_path: str | Path,
+    problems_path: str | Path,
+    settings: IndexSettings,
+) -> None:
+    """Write problems.csv, apply the inconsistency policy, then write manifest.csv.
+
+    Description:
+        Both files are written atomically. problems.csv is written first, always (with
+        only its header when empty), so that a stopped run leaves the list of what to fix.
+        With `on_inconsistency: fail` any problem raises before the manifest is written;
+        an empty manifest raises in either policy.
+
+    Arguments:
+        manifest: from `index_dataset`.
+        problems: from `index_dataset`.
+        manifest_path: destination, e.g. `results/data/{dataset}/manifest.csv`.
+        problems_path: destination, e.g. `results/data/{dataset}/problems.csv`.
+        settings: the stage's settings (`on_inconsistency`).
+
+    Raises:
+        DamlError: naming up to `MAX_LISTED` offending paths (then a count) and
+            problems.csv, when the policy is "fail" and problems is not empty; or when no
+            entry is left to index.
+    """
+    _check_settings(settings)
+    write_csv(problems_path, problems[PROBLEM_COLUMNS])
+    if settings.on_inconsistency == "fail" and len(problems):
+        raise DamlError(
+            f"{len(problems)} dataset inconsistencies (datasets.on_inconsistency: fail), "
+            f"all listed in {problems_path}: {_listing(problems)}. Fix these files, or set "
+            f"datasets.on_inconsistency: skip to leave them out"
+        )
+    if manifest.empty:
+        raise DamlError(
+            f"no usable entry found for {manifest_path}; see {problems_path} for what was "
+            f"left out and check the dataset root (config key datasets.roots)"
+        )
+    write_csv(manifest_path, manifest[COLUMNS])
+
+
+def build_manifest(
+    dataset: str,
+    root: str | Path,
+    settings: IndexSettings,
+    manifest_path: str | Path,
+    problems_path: str | Path,
+) -> pd.DataFrame:
+    """Index a dataset and write its manifest and problems table (what the rule calls).
+
+    Returns:
+        the manifest written.
+    """
+    manifest, problems = index_dataset(dataset, root, settings)
+    write_manifest(manifest, problems, manifest_path, problems_path, settings)
+    return manifest
+
+
+def carve_validation(groups: list[str], val_fraction: float, seed: int) -> set[str]:
+    """Choose, deterministically, the groups whose videos move from train to validation.
+
+    Description:
+        Groups (an identity, an original video, an archive: whatever the layout tells) are
+        ordered by a SHA-256 hash of `"{seed}/{group}"`, then taken in that order until
+        they hold at least `val_fraction` of the videos. A group is never split, so one
+        identity's reals and fakes stay on one side. At least one group goes to
+        validation when `val_fraction > 0`, and at least one stays in train.
+
+    Arguments:
+        groups: the group of each training video (one entry per video).
+        val_fraction: target fraction of videos, in [0, 1).
+        seed: changes the choice; the same seed and groups always give the same choice.
+
+    Returns:
+        the set of groups for validation.
+    """
+    sizes = Counter(groups)
+    order = sorted(sizes, key=lambda g: (hashlib.sha256(f"{seed}/{g}".encode()).hexdigest(), g))
+    target = val_fraction * len(groups)
+    chosen: set[str] = set()
+    taken = 0
+    for group in order[:-1]:
+        if taken >= target:
+            break
+        chosen.add(group)
+        taken += sizes[group]
+    return chosen
+
+
+def summarise(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Count manifest entries per dataset, compression, split, technique and label.
+
+    Returns:
+        a DataFrame with columns `dataset,compression,split,technique,label,videos`,
+        splits in the order train, val, test.
+    """
+    keys = ["dataset", "compression", "split", "technique", "label"]
+    counts = manifest.groupby(keys, sort=False).size().rename("videos").reset_index()
+    order = {split: i for i, split in enumerate(SPLITS)}
+    counts["_split_order"] = counts["split"].map(order)
+    counts = counts.sort_values(
+        ["dataset", "compression", "_split_order", "technique", "label"], kind="stable"
+    )
+    return counts.drop(columns="_split_order").reset_index(drop=True)
+
+
+def _check_settings(settings: IndexSettings) -> None:
+    if settings.on_inconsistency not in POLICIES:
+        raise DamlError(
+            f"datasets.on_inconsistency is {settings.on_inconsistency!r}; "
+            f"use one of {list(POLICIES)}"
+        )
+    if not 0 <= settings.val_fraction < 1:
+        raise DamlError(
+            f"datasets.val_fraction is {settings.val_fraction!r}; use a number in [0, 1)"
+        )
+
+
+def _to_frame(dataset: str, rows: list[dict]) -> pd.DataFrame:
+    # readers give technique, video, split, label, path (+ compression, member, target_id,
+    # source_id, group where they apply); the shared columns are filled in here, once
+    defaults = dict(dataset=dataset, compression="none", member="", target_id="", source_id="")
+    records = [{**defaults, **row} for row in rows]
+    for record in records:
+        record.setdefault("group", record["target_id"])
+        record["key"] = "/".join(
+            (dataset, record["compression"], record["technique"], record["video"])
+        )
+    frame = pd.DataFrame(records, columns=COLUMNS + ["group"])
+    return frame.astype({c: int if c == "label" else str for c in frame.columns})
+
+
+def _drop_duplicate_keys(manifest: pd.DataFrame, problems: Problems) -> pd.DataFrame:
+    # which of two entries with one key is right cannot be told, so both are dropped
+    duplicated = manifest["key"].duplicated(keep=False)
+    for key, rows in manifest[duplicated].groupby("key", sort=True):
+        paths = rows["path"] + rows["member"].map(lambda m: f"::{m}" if m else "")
+        for path in paths:
+            others = ", ".join(p for p in paths if p != path) or "the same path"
+            problems.add(path, f"duplicate key {key}: also {others}; all copies left out")
+    return manifest[~duplicated]
+
+
+def _listing(problems: pd.DataFrame) -> str:
+    paths = problems["path"].tolist()
+    shown = "; ".join(paths[:MAX_LISTED])
+    if len(paths) > MAX_LISTED:
+        shown += f"; and {len(paths) - MAX_LISTED} more"
+    return shown
