@@ -1,0 +1,506 @@
+"""Tables 1-3 and the leave-one-technique-out companion: our numbers beside the paper's.
+
+A table is built in tidy (long) form, one row per (train, test, method, metric), then laid out
+wide for reading (`layout`), the way the paper prints it: rows are methods (grouped by training
+domain in Table 3), columns are test domains and metrics.
+
+Measured rows ("DAML (ours)", "MAML (ours)", "ERM (ours)") hold the mean and the sample standard
+deviation (ddof=1) over seeds, in percent, of frame-level metrics read from each
+`results/evaluate/.../metrics.json`. Quoted rows hold the paper's numbers verbatim from
+`daml/reference/paper_tables.csv` (the one place the paper's numbers live); the paper's own DAML
+row is quoted as "DAML (paper)" and also stands beside "DAML (ours)" with the difference
+ours - paper.
+
+References:
+    Tables 1-3 of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from daml.errors import DamlError
+from daml.io import write_csv, write_text
+
+log = logging.getLogger(__name__)
+
+REFERENCE_COLUMNS = ["table", "setting", "train", "test", "method", "metric", "value"]
+TIDY_COLUMNS = [
+    "table", "train", "test", "source", "target", "shots", "method", "kind", "metric",
+    "value", "std", "n_seeds", "per_seed", "paper", "diff",
+]
+CROSS_AVG = "Cross AVG"
+METHOD_NAMES = {"daml": "DAML", "maml": "MAML", "erm": "ERM"}
+PAPER_DAML = "DAML"  # the paper's method name in the reference file
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """How one named table is read and laid out.
+
+    Arguments:
+        title: caption shown above the table.
+        paper_table: number of the paper's table in the reference file (None: no paper numbers).
+        metrics: metric names (upper case, as the paper prints them; read in lower case
+            from metrics.json).
+        cross_avg: add the column "Cross AVG": per training domain, the mean over the test
+            domains other than the training one (test label != train label), computed per
+            seed and then averaged.
+    """
+
+    title: str
+    paper_table: int | None
+    metrics: tuple[str, ...]
+    cross_avg: bool
+
+
+TABLES: dict[str, TableSpec] = {
+    "table1": TableSpec("Table 1. In-domain detection on FF++ (train and test on the same compression)",
+                        1, ("ACC", "AUC"), False),
+    "table2": TableSpec("Table 2. Cross-dataset detection: trained on FF++, tested on other datasets",
+                        2, ("ACC", "AUC"), False),
+    "table3": TableSpec("Table 3. Cross-technique detection on FF++ c40 (AUC): train on one technique, "
+                        "test on each", 3, ("AUC",), True),
+    "loto": TableSpec("Companion table. Leave one technique out on FF++ c40 (AUC): meta-train on three "
+                      "techniques, adapt with k shots and test on the held-out one", None, ("AUC",), False),
+}
+
+
+def default_metrics_path(root: str | Path = "results") -> Callable[..., Path]:
+    """The metrics.json path of docs/architecture.md, as a function of one evaluation's keys.
+
+    Returns:
+        f(source, target, method, seed, shots) -> Path.
+    """
+    root = Path(root)
+
+    def path(source: str, target: str, method: str, seed: int, shots: int) -> Path:
+        return root / "evaluate" / source / target / method / f"seed{seed}" / f"shots{shots}" / "metrics.json"
+
+    return path
+
+
+def load_reference(path: str | Path | None = None) -> pd.DataFrame:
+    """Read the paper's numbers (default: the copy shipped in `daml/reference/paper_tables.csv`).
+
+    Returns:
+        DataFrame with columns table, setting, train, test, method, metric, value (percent).
+    """
+    if path is None:
+        with resources.as_file(resources.files("daml") / "reference" / "paper_tables.csv") as ref:
+            frame = pd.read_csv(ref)
+        path = "daml/reference/paper_tables.csv"
+    else:
+        frame = pd.read_csv(path)
+    missing = [c for c in REFERENCE_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DamlError(f"{path}: reference table lacks columns {missing}; expected {REFERENCE_COLUMNS}")
+    return frame
+
+
+def read_metric(path: str | Path, metric: str, level: str = "frame") -> float:
+    """One metric of one evaluation, as a fraction (NaN if recorded as NaN or null).
+
+    Raises:
+        DamlError naming the file when it is missing or lacks the metric.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DamlError(f"{path}: metrics file is missing; run the evaluate stage for it "
+                        f"(e.g. `snakemake {path}`) or remove its entry from the `tables` config.")
+    with open(path) as handle:
+        record = json.load(handle)
+    try:
+        value = record[level][metric.lower()]
+    except (KeyError, TypeError):
+        raise DamlError(f"{path}: no {level}-level {metric.lower()!r} in it; "
+                        f"expected the metrics.json format of docs/architecture.md") from None
+    return float("nan") if value is None else float(value)
+
+
+def build_table(
+    name: str,
+    entries: Sequence[Mapping],
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    metrics_path_fn: Callable[..., str | Path],
+    reference: pd.DataFrame | None,
+    level: str = "frame",
+) -> pd.DataFrame:
+    """Collect one table in tidy form.
+
+    Arguments:
+        name: key of `TABLES` (table1, table2, table3, loto).
+        entries: the config's list for this table; each has source, target, shots and
+            optionally paper_train / paper_test, the labels of the reference file (an entry
+            without them gets no paper numbers and is labelled by its source and target).
+        methods: our methods (daml, maml, erm), in display order.
+        seeds: the seeds averaged over.
+        metrics_path_fn: f(source, target, method, seed, shots) -> metrics.json path.
+        reference: the paper's numbers (`load_reference()`); None for no paper rows.
+        level: "frame" (the paper's level) or "video".
+
+    Returns:
+        DataFrame with `TIDY_COLUMNS`: value and std in percent (std is NaN with one seed),
+        per_seed the per-seed values joined by ";", paper the paper's DAML number (DAML rows
+        only) and diff = value - paper. A metric that is NaN for any seed gives NaN.
+    """
+    if name not in TABLES:
+        raise DamlError(f"tables.{name}: unknown table; known: {', '.join(TABLES)}")
+    spec = TABLES[name]
+    if not entries:
+        raise DamlError(f"tables.{name}: no entries; list at least one source/target pair.")
+    if not seeds:
+        raise DamlError("seeds: empty; give at least one seed.")
+    ref = _reference_for(spec, reference)
+    entries = [_normalise_entry(name, i, e, ref) for i, e in enumerate(entries)]
+
+    rows: list[dict] = []
+    # per-seed values kept for Cross AVG: (train, method, metric) -> {seed: [values of unseen tests]}
+    unseen: dict[tuple, dict[int, list[float]]] = {}
+    for entry in entries:
+        for metric in spec.metrics:
+            rows += _quoted_rows(name, entry, metric, ref)
+            for method in methods:
+                values = []
+                for seed in seeds:
+                    path = metrics_path_fn(entry["source"], entry["target"], method, seed, entry["shots"])
+                    values.append(100.0 * read_metric(path, metric, level))
+                rows.append(_measured_row(name, entry, method, metric, values, ref))
+                if spec.cross_avg and entry["train"] != entry["test"]:  # an unseen domain
+                    per_seed = unseen.setdefault((entry["train"], entry["source"], method, metric), {})
+                    for seed, value in zip(seeds, values):
+                        per_seed.setdefault(seed, []).append(value)
+    if spec.cross_avg:
+        rows += _cross_avg_rows(name, entries, methods, seeds, unseen, ref)
+    frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
+    log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == "measured").sum()))
+    return frame
+
+
+def _reference_for(spec: TableSpec, reference: pd.DataFrame | None) -> pd.DataFrame:
+    if reference is None or spec.paper_table is None:
+        return pd.DataFrame(columns=REFERENCE_COLUMNS)
+    return reference[reference["table"].astype(int) == spec.paper_table]
+
+
+def _normalise_entry(name: str, i: int, entry: Mapping, ref: pd.DataFrame) -> dict:
+    for key in ("source", "target", "shots"):
+        if key not in entry:
+            raise DamlError(f"tables.{name}[{i}]: missing key {key!r}")
+    out = dict(entry)
+    out["shots"] = int(entry["shots"])
+    out["train"] = entry.get("paper_train") or entry["source"]
+    out["test"] = entry.get("paper_test") or entry["target"]
+    labelled = bool(entry.get("paper_train") or entry.get("paper_test"))
+    if labelled and len(ref) and not ((ref["train"] == out["train"]) & (ref["test"] == out["test"])).any():
+        pairs = sorted(set(zip(ref["train"], ref["test"])))
+        raise DamlError(
+            f"tables.{name}[{i}]: paper_train={out['train']!r}, paper_test={out['test']!r} match no row "
+            f"of the paper's table; use one of {pairs}"
+        )
+    return out
+
+
+def _paper_value(ref: pd.DataFrame, train: str, test: str, method: str, metric: str) -> float:
+    hit = ref[(ref["train"] == train) & (ref["test"] == test) & (ref["method"] == method)
+              & (ref["metric"] == metric)]
+    return float(hit["value"].iloc[0]) if len(hit) else float("nan")
+
+
+def _quoted_rows(name: str, entry: dict, metric: str, ref: pd.DataFrame, test: str | None = None) -> list[dict]:
+    test = test or entry["test"]
+    hits = ref[(ref["train"] == entry["train"]) & (ref["test"] == test) & (ref["metric"] == metric)]
+    rows = []
+    for _, hit in hits.iterrows():
+        method = "DAML (paper)" if hit["method"] == PAPER_DAML else hit["method"]
+        rows.append(_row(name, entry, test, method, "quoted", metric, float(hit["value"]), float("nan"),
+                         0, "", float("nan")))
+    return rows
+
+
+def _measured_row(name: str, entry: dict, method: str, metric: str, values: list[float],
+                  ref: pd.DataFrame, test: str | None = None) -> dict:
+    test = test or entry["test"]
+    mean, std = _mean_std(values)
+    paper = (_paper_value(ref, entry["train"], test, PAPER_DAML, metric) if method == "daml"
+             else float("nan"))
+    return _row(name, entry, test, f"{METHOD_NAMES.get(method, method.upper())} (ours)", "measured",
+                metric, mean, std, len(values), ";".join(f"{v:.4f}" for v in values), paper)
+
+
+def _row(name, entry, test, method, kind, metric, value, std, n, per_seed, paper) -> dict:
+    return {
+        "table": name, "train": entry["train"], "test": test, "source": entry["source"],
+        "target": entry["target"] if test == entry["test"] else "", "shots": entry["shots"],
+        "method": method, "kind": kind, "metric": metric, "value": value, "std": std,
+        "n_seeds": n, "per_seed": per_seed, "paper": paper, "diff": value - paper,
+    }
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    array = np.asarray(values, dtype=float)
+    if np.isnan(array).any():
+        return float("nan"), float("nan")
+    std = float(array.std(ddof=1)) if len(array) > 1 else float("nan")
+    return float(array.mean()), std
+
+
+def _cross_avg_rows(name, entries, methods, seeds, unseen, ref) -> list[dict]:
+    rows = []
+    seen_trains = []
+    for entry in entries:
+        if entry["train"] in seen_trains:
+            continue
+        seen_trains.append(entry["train"])
+        group = dict(entry, shots=entry["shots"])
+        for metric in TABLES[name].metrics:
+            if not any(key[0] == entry["train"] and key[3] == metric for key in unseen):
+                continue
+            rows += _quoted_rows(name, group, metric, ref, test=CROSS_AVG)
+            for method in methods:
+                per_seed = unseen[(entry["train"], entry["source"], method, metric)]
+                values = [float(np.mean(per_seed[s])) for s in seeds]
+                rows.append(_measured_row(name, group, method, metric, values, ref, test=CROSS_AVG))
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# wide layout for reading: markdown, LaTeX and the HTML report share it
+
+
+@dataclass
+class Layout:
+    """A table laid out for reading.
+
+    Attributes:
+        title: caption.
+        index_names: names of the row-label columns (["Train", "Method", "Row"] or without Train).
+        columns: (test, metric) pairs, in order.
+        rows: dicts with "index" (labels), "kind" (quoted / measured / difference) and
+            "cells" (strings, one per column; "" where the row has no number, "n/a" for NaN).
+        notes: sentences printed below the table.
+    """
+
+    title: str
+    index_names: list[str]
+    columns: list[tuple[str, str]]
+    rows: list[dict]
+    notes: list[str]
+
+
+KIND_LABELS = {"quoted": "quoted (paper)", "measured": "measured", "difference": "difference"}
+
+
+def _fmt(value: float, std: float = float("nan"), signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    text = f"{value:+.2f}" if signed else f"{value:.2f}"
+    if not math.isnan(std):
+        text += f" ± {std:.2f}"
+    return text
+
+
+def layout(df: pd.DataFrame) -> Layout:
+    """Lay a tidy table out wide: rows are methods (per training domain where needed).
+
+    Rows are grouped by training domain (a "Train" column) when some test domain is met under
+    several training domains (Table 3) or when one training domain differs from the tests
+    (Table 2); otherwise (Table 1, leave-one-out) one row per method. Within a group: quoted rows in the paper's
+    order, then our rows, with the row "DAML: ours - paper" right after "DAML (ours)".
+    """
+    if df.empty:
+        raise DamlError("cannot lay out an empty table")
+    name = str(df["table"].iloc[0])
+    spec = TABLES.get(name)
+    title = spec.title if spec else name
+    trains_per_test = df.groupby("test")["train"].nunique()
+    one_train_elsewhere = df["train"].nunique() == 1 and bool((df["train"] != df["test"]).any())
+    grouped = bool((trains_per_test > 1).any()) or one_train_elsewhere
+    columns = list(dict.fromkeys(zip(df["test"], df["metric"])))
+    # Cross AVG last, tests in first-seen order, metrics in spec order within a test
+    tests = [t for t in dict.fromkeys(df["test"]) if t != CROSS_AVG] + (
+        [CROSS_AVG] if CROSS_AVG in set(df["test"]) else [])
+    metric_order = list(spec.metrics) if spec else list(dict.fromkeys(df["metric"]))
+    columns = [(t, m) for t in tests for m in metric_order if (t, m) in set(columns)]
+    col_index = {c: i for i, c in enumerate(columns)}
+
+    groups = list(dict.fromkeys(df["train"])) if grouped else [None]
+    rows: list[dict] = []
+    for train in groups:
+        part = df if train is None else df[df["train"] == train]
+        order = list(dict.fromkeys(part.loc[part["kind"] == "quoted", "method"]))
+        order += list(dict.fromkeys(part.loc[part["kind"] == "measured", "method"]))
+        for method in order:
+            sub = part[part["method"] == method]
+            kind = str(sub["kind"].iloc[0])
+            cells = [""] * len(columns)
+            diffs = [""] * len(columns)
+            has_paper = False
+            for _, r in sub.iterrows():
+                i = col_index[(r["test"], r["metric"])]
+                cells[i] = _fmt(r["value"], r["std"] if kind == "measured" else float("nan"))
+                if kind == "measured" and not pd.isna(r["paper"]):
+                    has_paper = True
+                    diffs[i] = _fmt(r["diff"], signed=True)
+            label = KIND_LABELS[kind]
+            if kind == "measured":
+                label = f"measured ({int(sub['n_seeds'].max())} seeds)"
+            prefix = [train] if grouped else []
+            rows.append({"index": prefix + [method, label], "kind": kind, "cells": cells})
+            if has_paper:
+                base = method.replace(" (ours)", "")
+                rows.append({"index": prefix + [f"{base}: ours - paper", KIND_LABELS["difference"]],
+                             "kind": "difference", "cells": diffs})
+    notes = ["Numbers are percentages of frame-level metrics (ACC at threshold 0.5, ROC AUC)."]
+    measured = df[df["kind"] == "measured"]
+    if len(measured):
+        notes.append("Measured rows: mean ± sample standard deviation (ddof=1) over seeds; "
+                     "a cell is n/a when a metric is undefined for some seed.")
+        shots = sorted(set(int(s) for s in measured["shots"]))
+        if shots != [0]:
+            notes.append("Target samples used for few-shot fine-tuning before testing: "
+                         + ", ".join(str(s) for s in shots) + ".")
+    if (df["kind"] == "quoted").any():
+        notes.append("Quoted rows are the paper's numbers, not rerun here.")
+    if CROSS_AVG in set(df["test"]):
+        notes.append("Cross AVG: mean over the test techniques other than the training one, "
+                     "computed per seed, then averaged over seeds.")
+    index_names = (["Train"] if grouped else []) + ["Method", "Row"]
+    return Layout(title, index_names, columns, rows, notes)
+
+
+def to_markdown(lay: Layout) -> str:
+    """A GitHub-flavoured markdown table with the title above and the notes below."""
+    header = lay.index_names + [f"{t} {m}" for t, m in lay.columns]
+    align = ["---"] * len(lay.index_names) + ["---:"] * len(lay.columns)
+    lines = [f"**{lay.title}**", "", _md_line(header), _md_line(align)]
+    for row in lay.rows:
+        lines.append(_md_line([str(x) for x in row["index"]] + row["cells"]))
+    lines += [""] + [f"- {n}" for n in lay.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _md_line(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _tex(text: str) -> str:
+    out = "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+    return out.replace("±", r"$\pm$")
+
+
+def to_latex(lay: Layout) -> str:
+    """A booktabs LaTeX table (needs \\usepackage{booktabs}); quoted rows in italics."""
+    n_index = len(lay.index_names)
+    tests = list(dict.fromkeys(t for t, _ in lay.columns))
+    spec = "l" * n_index + "r" * len(lay.columns)
+    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{_tex(lay.title)}}}",
+             rf"\begin{{tabular}}{{{spec}}}", r"\toprule"]
+    top = [""] * n_index
+    rules = []
+    col = n_index + 1
+    for test in tests:
+        width = sum(1 for t, _ in lay.columns if t == test)
+        top.append(rf"\multicolumn{{{width}}}{{c}}{{{_tex(test)}}}")
+        rules.append(rf"\cmidrule(lr){{{col}-{col + width - 1}}}")
+        col += width
+    lines.append(" & ".join(top) + r" \\")
+    lines.append(" ".join(rules))
+    lines.append(" & ".join([_tex(n) for n in lay.index_names] + [_tex(m) for _, m in lay.columns]) + r" \\")
+    lines.append(r"\midrule")
+    for row in lay.rows:
+        cells = [_tex(x) for x in row["index"]] + [_tex(c) for c in row["cells"]]
+        if row["kind"] == "quoted":
+            cells = [rf"\textit{{{c}}}" if c else c for c in cells]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", "", r"\smallskip", r"\footnotesize"]
+    lines += [_tex(n) for n in lay.notes]
+    lines += [r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, out_csv: str | Path, out_md: str | Path, out_tex: str | Path) -> None:
+    """Write the tidy CSV and the wide markdown and LaTeX versions, each atomically."""
+    lay = layout(df)
+    write_csv(out_csv, df)
+    write_text(out_md, to_markdown(lay))
+    write_text(out_tex, to_latex(lay))
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a tidy table written by `write_table` (keeps empty strings empty)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DamlError(f"{path}: table CSV is missing; build it with `snakemake {path}`")
+    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in
+                        ("value", "std", "paper", "diff")})
+    for column in ("value", "std", "paper", "diff"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    missing = [c for c in TIDY_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DamlError(f"{path}: not a table written by daml.tables (missing columns {missing})")
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# the stage's entry point (scripts/make_table.py)
+
+
+def metrics_index(paths: Sequence[str | Path]) -> Callable[..., Path]:
+    """A metrics_path_fn over a given list of metrics.json files (Snakemake's inputs).
+
+    Each path is read as .../evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/metrics.json,
+    so the order of the list does not matter. Asking for a key not in the list raises a
+    DamlError naming the path expected.
+    """
+    index: dict[tuple, Path] = {}
+    for path in map(Path, paths):
+        parts = path.parts
+        if len(parts) < 6 or not parts[-3].startswith("seed") or not parts[-2].startswith("shots"):
+            raise DamlError(f"{path}: not a .../{{source}}/{{target}}/{{method}}/seed{{seed}}/shots{{shots}}/"
+                            "metrics.json path (docs/architecture.md)")
+        key = (parts[-6], parts[-5], parts[-4], int(parts[-3][4:]), int(parts[-2][5:]))
+        index[key] = path
+
+    def lookup(source: str, target: str, method: str, seed: int, shots: int) -> Path:
+        key = (source, target, method, int(seed), int(shots))
+        if key not in index:
+            expected = default_metrics_path()(*key)
+            raise DamlError(f"{expected}: metrics file not among the stage's inputs; "
+                            "the table's entries and its input list disagree (workflow/rules/common.smk)")
+        return index[key]
+
+    return lookup
+
+
+def make_table(name: str, entries: Sequence[Mapping], methods: Sequence[str], seeds: Sequence[int],
+               metrics_paths: Sequence[str | Path], out_csv: str | Path, out_md: str | Path,
+               out_tex: str | Path) -> pd.DataFrame:
+    """Build table `name` from its metrics files and write CSV, markdown and LaTeX.
+
+    Arguments:
+        name: table1, table2, table3 or loto (the config key under `tables`).
+        entries, methods, seeds: the config's `tables.<name>`, `methods` and `seeds`.
+        metrics_paths: every metrics.json the table reads (any order).
+        out_csv, out_md, out_tex: outputs.
+
+    Returns:
+        The tidy table.
+    """
+    frame = build_table(name, entries, methods, seeds, metrics_index(metrics_paths), load_reference())
+    write_table(frame, out_csv, out_md, out_tex)
+    return frame

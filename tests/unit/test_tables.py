@@ -1,0 +1,192 @@
+"""Tables from hand-made metrics.json files against hand-computed means, stds and differences."""
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from daml import tables
+from daml.errors import DamlError
+
+METHODS = ["daml", "maml"]
+SEEDS = [0, 1]
+
+
+def write_metrics(fn, source, target, method, seed, shots, acc, auc):
+    path = fn(source, target, method, seed, shots)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame = {"acc": acc, "auc": auc, "ap": 0.5, "eer": 0.5, "loss": 0.7, "n": 100}
+    path.write_text(json.dumps({"frame": frame, "video": {"acc": 0.1, "auc": 0.2, "ap": 0.5, "eer": 0.5, "n": 4}}))
+    return path
+
+
+@pytest.fixture
+def reference():
+    return tables.load_reference()
+
+
+TABLE1 = [
+    {"source": "ffpp-c23", "target": "ffpp-c23", "shots": 0, "paper_train": "FF++ c23", "paper_test": "FF++ c23"},
+    {"source": "ffpp-c40", "target": "ffpp-c40", "shots": 0, "paper_train": "FF++ c40", "paper_test": "FF++ c40"},
+]
+
+
+@pytest.fixture
+def table1(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    # (acc, auc) per method and seed on c23; c40 all 0.5
+    values = {("daml", 0): (0.90, 0.80), ("daml", 1): (0.94, 0.86), ("maml", 0): (0.70, 0.60), ("maml", 1): (0.72, 0.64)}
+    for (method, seed), (acc, auc) in values.items():
+        write_metrics(fn, "ffpp-c23", "ffpp-c23", method, seed, 0, acc, auc)
+        write_metrics(fn, "ffpp-c40", "ffpp-c40", method, seed, 0, 0.5, 0.5)
+    return tables.build_table("table1", TABLE1, METHODS, SEEDS, fn, reference)
+
+
+def cell(df, method, test, metric, column="value"):
+    hit = df[(df["method"] == method) & (df["test"] == test) & (df["metric"] == metric)]
+    assert len(hit) == 1, (method, test, metric, len(hit))
+    return hit[column].iloc[0]
+
+
+def test_measured_mean_std_and_difference(table1):
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC") == pytest.approx(92.0)
+    # sample std of (90, 94) = |94 - 90| / sqrt(2)
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "std") == pytest.approx(4 / math.sqrt(2))
+    assert cell(table1, "DAML (ours)", "FF++ c23", "AUC") == pytest.approx(83.0)
+    assert cell(table1, "MAML (ours)", "FF++ c23", "AUC") == pytest.approx(62.0)
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "per_seed") == "90.0000;94.0000"
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "n_seeds") == 2
+
+
+def test_paper_value_from_reference_file(table1):
+    ref = pd.read_csv(Path(tables.__file__).parent / "reference" / "paper_tables.csv")
+    paper = ref[(ref.table == 1) & (ref.train == "FF++ c23") & (ref.test == "FF++ c23") & (ref.method == "DAML")
+                & (ref.metric == "ACC")]["value"].item()
+    assert paper == 97.24  # the paper's Table 1, DAML, FF++ (c23), ACC
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "paper") == paper
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "diff") == pytest.approx(92.0 - 97.24)
+    assert math.isnan(cell(table1, "MAML (ours)", "FF++ c23", "ACC", "paper"))
+
+
+def test_quoted_rows_present_and_marked(table1):
+    quoted = table1[table1["kind"] == "quoted"]
+    methods = set(quoted["method"])
+    assert {"Multi-task", "Xception", "RECCE", "RFM", "Add-Net", "F3-Net", "MultiAtt", "DAML (paper)"} == methods
+    assert cell(table1, "RECCE", "FF++ c40", "AUC") == 95.02
+    assert quoted["std"].isna().all() and (quoted["n_seeds"] == 0).all()
+    assert set(table1.loc[table1["method"].str.endswith("(ours)"), "kind"]) == {"measured"}
+    lay = tables.layout(table1)
+    labels = {tuple(r["index"]): r["kind"] for r in lay.rows}
+    assert labels[("Xception", "quoted (paper)")] == "quoted"
+    md = tables.to_markdown(lay)
+    assert "| Xception | quoted (paper) | 95.73 | 96.30 | 86.86 | 89.30 |" in md
+    assert "| DAML: ours - paper | difference | -5.24 |" in md
+
+
+def test_table2_has_no_f3net(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    entry = {"source": "ffpp-c23", "target": "dfdc", "shots": 10, "paper_train": "FF++", "paper_test": "DFDC"}
+    for method in METHODS:
+        for seed in SEEDS:
+            write_metrics(fn, "ffpp-c23", "dfdc", method, seed, 10, 0.6, 0.7)
+    df = tables.build_table("table2", [entry], METHODS, SEEDS, fn, reference)
+    assert "F3-Net" not in set(df["method"])
+    assert cell(df, "DAML (paper)", "DFDC", "AUC") == 67.89
+    assert cell(df, "DAML (ours)", "DFDC", "AUC", "diff") == pytest.approx(70.0 - 67.89)
+    assert set(df["shots"]) == {10}
+
+
+def test_cross_avg_per_seed_then_mean(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    names = {"df": "DF", "f2f": "F2F", "fs": "FS", "nt": "NT"}
+    auc = {  # seed -> target -> AUC for DAML trained on DF
+        0: {"df": 0.99, "f2f": 0.60, "fs": 0.70, "nt": 0.80},
+        1: {"df": 0.97, "f2f": 0.62, "fs": 0.72, "nt": 0.86},
+    }
+    entries = [{"source": "ffpp-c40-df", "target": f"ffpp-c40-{t}", "shots": 0, "paper_train": "DF",
+                "paper_test": names[t]} for t in names]
+    for seed, per_target in auc.items():
+        for t, value in per_target.items():
+            write_metrics(fn, "ffpp-c40-df", f"ffpp-c40-{t}", "daml", seed, 0, 0.5, value)
+    df = tables.build_table("table3", entries, ["daml"], SEEDS, fn, reference)
+    seed_means = [(60 + 70 + 80) / 3, (62 + 72 + 86) / 3]
+    assert cell(df, "DAML (ours)", "Cross AVG", "AUC") == pytest.approx(sum(seed_means) / 2)
+    assert cell(df, "DAML (ours)", "Cross AVG", "AUC", "std") == pytest.approx(abs(seed_means[0] - seed_means[1]) / math.sqrt(2))
+    assert cell(df, "DAML (ours)", "Cross AVG", "AUC", "paper") == 73.93
+    assert cell(df, "Xception", "Cross AVG", "AUC") == 57.78
+    assert set(df["metric"]) == {"AUC"}
+    lay = tables.layout(df)
+    assert lay.columns[-1] == ("Cross AVG", "AUC")
+    assert lay.index_names == ["Train", "Method", "Row"]
+
+
+def test_missing_metrics_file_names_it(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    with pytest.raises(DamlError, match=r"ffpp-c23/ffpp-c23/daml/seed0/shots0/metrics.json"):
+        tables.build_table("table1", TABLE1[:1], ["daml"], [0], fn, reference)
+
+
+def test_nan_metric_shown_as_na(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    write_metrics(fn, "ffpp-c23", "ffpp-c23", "daml", 0, 0, 0.9, float("nan"))
+    write_metrics(fn, "ffpp-c23", "ffpp-c23", "daml", 1, 0, 0.9, None)
+    df = tables.build_table("table1", TABLE1[:1], ["daml"], SEEDS, fn, reference)
+    assert math.isnan(cell(df, "DAML (ours)", "FF++ c23", "AUC"))
+    out = tmp_path / "out"
+    tables.write_table(df, out / "t.csv", out / "t.md", out / "t.tex")
+    md = (out / "t.md").read_text()
+    assert "| DAML (ours) | measured (2 seeds) | 90.00 ± 0.00 | n/a |" in md
+    back = tables.read_table(out / "t.csv")
+    assert math.isnan(cell(back, "DAML (ours)", "FF++ c23", "AUC"))
+    assert cell(back, "DAML (ours)", "FF++ c23", "ACC") == pytest.approx(90.0)
+
+
+def test_write_table_outputs(table1, tmp_path):
+    out = tmp_path / "tables"
+    tables.write_table(table1, out / "table1.csv", out / "table1.md", out / "table1.tex")
+    assert sorted(p.name for p in out.iterdir()) == ["table1.csv", "table1.md", "table1.tex"]  # no temp files
+    tex = (out / "table1.tex").read_text()
+    assert r"\toprule" in tex and r"\textit{Xception}" in tex and r"$\pm$" in tex
+    back = tables.read_table(out / "table1.csv")
+    assert list(back.columns) == tables.TIDY_COLUMNS and len(back) == len(table1)
+
+
+def test_unknown_paper_label_is_an_error(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    bad = [dict(TABLE1[0], paper_test="FF++ c99")]
+    with pytest.raises(DamlError, match="FF\\+\\+ c99"):
+        tables.build_table("table1", bad, ["daml"], [0], fn, reference)
+
+
+def test_loto_has_no_paper_rows(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    entry = {"source": "ffpp-c40-no-df", "target": "ffpp-c40-df", "shots": 10}
+    for seed in SEEDS:
+        write_metrics(fn, "ffpp-c40-no-df", "ffpp-c40-df", "daml", seed, 10, 0.5, 0.6 + 0.1 * seed)
+    df = tables.build_table("loto", [entry], ["daml"], SEEDS, fn, reference)
+    assert list(df["kind"]) == ["measured"]
+    assert df["value"].item() == pytest.approx(65.0) and math.isnan(df["paper"].item())
+    assert df["test"].item() == "ffpp-c40-df"
+
+
+def test_make_table_from_input_list(tmp_path):
+    fn = tables.default_metrics_path(tmp_path / "results")
+    paths = [write_metrics(fn, "ffpp-c23", "ffpp-c23", m, s, 0, 0.8, 0.9) for m in METHODS for s in SEEDS]
+    out = tmp_path / "results" / "tables"
+    df = tables.make_table("table1", TABLE1[:1], METHODS, SEEDS, list(reversed(paths)),
+                           out / "table1.csv", out / "table1.md", out / "table1.tex")
+    assert cell(df, "MAML (ours)", "FF++ c23", "AUC") == pytest.approx(90.0)
+    with pytest.raises(DamlError, match="not among the stage's inputs"):
+        tables.make_table("table1", TABLE1, METHODS, SEEDS, paths, out / "a.csv", out / "a.md", out / "a.tex")
+
+
+def test_entry_without_paper_labels_gets_no_paper_numbers(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    entry = {"source": "ffpp-c23", "target": "ffpp-c40", "shots": 0}
+    for seed in SEEDS:
+        write_metrics(fn, "ffpp-c23", "ffpp-c40", "daml", seed, 0, 0.7, 0.8)
+    df = tables.build_table("table1", [entry], ["daml"], SEEDS, fn, reference)
+    assert list(df["kind"].unique()) == ["measured"] and df["paper"].isna().all()
+    assert set(df["test"]) == {"ffpp-c40"} and set(df["train"]) == {"ffpp-c23"}
