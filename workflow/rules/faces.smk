@@ -14,6 +14,9 @@ rule align_faces:
         "results/benchmarks/align_faces/{faceset}/shard{shard}.tsv"
     params:
         settings={k: v for k, v in config["faces"].items() if k != "shards"},
+    # on a cluster both steps of a shard run as one job, so the frames never leave the node
+    group:
+        "faces"
     threads: 2
     resources:
         mem_mb=2000,

