@@ -11,7 +11,6 @@ with logs.to_file(snakemake.log[0]):
         snakemake.params.target,
         int(snakemake.wildcards.shots),
         int(snakemake.wildcards.seed),
-        config.settings_from(adapt.AdaptSettings, snakemake.params.settings, "adapt"),
+        config.settings_from(adapt.AdaptSettings, {**snakemake.params.settings, "threads": snakemake.threads}, "adapt"),
         out_model=Path(snakemake.output.model),
-        threads=snakemake.threads,
     )

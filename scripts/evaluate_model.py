@@ -11,6 +11,5 @@ with logs.to_file(snakemake.log[0]):
         snakemake.params.target,
         out_predictions=Path(snakemake.output.predictions),
         out_metrics=Path(snakemake.output.metrics),
-        settings=config.settings_from(evaluate.EvaluateSettings, snakemake.params.settings, "evaluate"),
-        threads=snakemake.threads,
+        settings=config.settings_from(evaluate.EvaluateSettings, {**snakemake.params.settings, "threads": snakemake.threads}, "evaluate"),
     )

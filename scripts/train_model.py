@@ -10,10 +10,9 @@ with logs.to_file(snakemake.log[0]):
         snakemake.params.source,
         snakemake.wildcards.method,
         int(snakemake.wildcards.seed),
-        config.settings_from(train.TrainSettings, snakemake.params.settings, "train"),
+        config.settings_from(train.TrainSettings, {**snakemake.params.settings, "threads": snakemake.threads}, "train"),
         out_model=Path(snakemake.output.model),
         out_history=Path(snakemake.output.history),
         out_validation=Path(snakemake.output.validation),
         checkpoint_path=Path(snakemake.params.checkpoint),
-        threads=snakemake.threads,
     )

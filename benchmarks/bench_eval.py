@@ -1,0 +1,113 @@
+"""Evaluation throughput and the training data path against the training step.
+
+Description:
+    1. Frames per second of `daml.evaluate.predict` (eval mode, no_grad, batched) on
+       random uint8 faces, at `--image-size`.
+    2. Time per iteration of the training data path (`daml.train.sample_batch`: draw a
+       meta-batch of task indices, gather the uint8 faces, normalise to float
+       channels-last) against the time of one meta-step (`daml.meta.meta_step`) on that
+       batch: the loader must be a small fraction of the step.
+
+    Run:  python benchmarks/bench_eval.py [--image-size 84] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from daml import meta
+from daml.evaluate import predict
+from daml.model import autocast, build_model, resolve_device, resolve_precision
+from daml.tasks import TaskSampler, build_tasks
+from daml.train import sample_batch
+
+TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+
+
+def faces_table(n_faces: int) -> pd.DataFrame:
+    technique = np.array(["real"] + TECHNIQUES)[np.arange(n_faces) % 5]
+    return pd.DataFrame(
+        {
+            "technique": technique,
+            "label": (technique != "real").astype(int),
+            "video": [f"{i // 32:04d}" for i in range(n_faces)],
+        }
+    )
+
+
+def timed(fn, repeats):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--image-size", type=int, default=84)
+    parser.add_argument("--faces", type=int, default=20000, help="faces held in memory")
+    parser.add_argument("--eval-faces", type=int, default=2048)
+    parser.add_argument("--eval-batch", type=int, default=256)
+    parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="auto")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    dtype = resolve_precision(args.precision, device)
+    size = args.image_size
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (args.faces, size, size, 3), dtype=torch.uint8, generator=g)
+    images = images.to(device)
+    model = build_model(size, seed=0).to(device, memory_format=torch.channels_last)
+
+    eval_images = images[: args.eval_faces]
+    t_eval = timed(
+        lambda: predict(model, eval_images, args.eval_batch, device, dtype), args.repeats
+    )
+
+    sampler = TaskSampler(
+        build_tasks(faces_table(args.faces), TECHNIQUES, 1),
+        args.tasks,
+        args.batch,
+        args.batch,
+        seed=0,
+    )
+    t_data = timed(lambda: sample_batch(sampler, images, device), max(args.repeats, 20))
+    batch = sample_batch(sampler, images, device)
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    make = (lambda: autocast(device, dtype)) if dtype is not None else None
+    t_step = timed(
+        lambda: meta.meta_step(model, optimizer, batch, "daml", 0.01, 1, True, 1, make),
+        args.repeats,
+    )
+    result = {
+        "device": str(device),
+        "threads": args.threads,
+        "image_size": size,
+        "precision": str(dtype or "fp32"),
+        "eval_frames_per_s": round(args.eval_faces / t_eval, 1),
+        "data_path_ms_per_iteration": round(1000 * t_data, 3),
+        "meta_step_ms": round(1000 * t_step, 2),
+        "data_fraction_of_step": round(t_data / t_step, 4),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

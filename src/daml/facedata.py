@@ -1,0 +1,169 @@
+"""Face shards in memory: load, filter, resize once; turn index batches into network inputs.
+
+Description:
+    The face stage writes `results/faces/{faceset}/shard{N}.npz` (`crops`, uint8 (N,S,S,3)
+    RGB) and a `shard{N}.csv` beside it with one row per crop (docs/architecture.md,
+    "Faces"). Training, adaptation and evaluation read them through `load_faces`, which
+    keeps only the requested split(s) and techniques, resizes every crop once to the
+    model's input size and keeps the result as uint8 (a quarter of float32 memory).
+    `to_input` turns a batch of those uint8 crops into normalised float input in
+    [-1, 1], (B,3,S,S) with channels-last strides (free: a permuted HWC view).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from daml.errors import DamlError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label", "frame"]
+REAL = "real"
+
+
+@dataclass
+class Faces:
+    """Face crops held in memory with their metadata.
+
+    Attributes:
+        images: uint8 tensor (N,S,S,3), RGB, already resized to the model input size.
+        table: DataFrame with the columns of `COLUMNS`, row i describing `images[i]`
+            (index 0..N-1).
+    """
+
+    images: torch.Tensor
+    table: pd.DataFrame
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def labels(self) -> torch.Tensor:
+        return torch.tensor(self.table["label"].to_numpy(dtype=np.float32))
+
+    def subset(self, index: np.ndarray) -> "Faces":
+        """The faces at integer positions `index`, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return Faces(
+            self.images[torch.as_tensor(index)], self.table.iloc[index].reset_index(drop=True)
+        )
+
+    def to(self, device: torch.device) -> "Faces":
+        return Faces(self.images.to(device), self.table)
+
+
+def shard_table_path(shard: str | Path) -> Path:
+    """The metadata CSV that belongs to a shard (`shard007.npz` -> `shard007.csv`)."""
+    return Path(shard).with_suffix(".csv")
+
+
+def select_rows(
+    table: pd.DataFrame, techniques: Sequence[str] | None, splits: Iterable[str] | None
+) -> np.ndarray:
+    """Boolean mask of rows in `splits` that are real or fake of one of `techniques`.
+
+    Arguments:
+        techniques: fake techniques to keep (real rows are always kept); None keeps all.
+        splits: splits to keep; None keeps all.
+    """
+    mask = np.ones(len(table), dtype=bool)
+    if splits is not None:
+        mask &= table["split"].isin(list(splits)).to_numpy()
+    if techniques is not None:
+        real = table["label"].to_numpy() == 0
+        mask &= real | table["technique"].isin(list(techniques)).to_numpy()
+    return mask
+
+
+def load_faces(
+    shards: Sequence[str | Path],
+    image_size: int,
+    techniques: Sequence[str] | None = None,
+    splits: Iterable[str] | None = None,
+) -> Faces:
+    """Load the selected faces of some shards, resized to `image_size`.
+
+    Arguments:
+        shards: `shard{N}.npz` paths (their `.csv` must lie beside them).
+        image_size: side of the resized square crops (antialiased bilinear).
+        techniques: fake techniques to keep, plus every real face; None keeps all.
+        splits: splits to keep (e.g. ["train"]); None keeps all.
+
+    Returns:
+        `Faces` in shard order, then row order. Raises `DamlError` naming the shard when a
+        file is missing or the CSV and the array disagree.
+    """
+    images, tables = [], []
+    for shard in shards:
+        shard = Path(shard)
+        csv = shard_table_path(shard)
+        npz = shard.with_suffix(".npz")
+        for path in (npz, csv):
+            if not path.exists():
+                raise DamlError(f"{path}: face shard file missing; rerun the faces stage")
+        try:
+            table = pd.read_csv(csv, dtype={"video": str, "key": str})
+        except pd.errors.EmptyDataError:
+            log.warning("%s: empty face table; shard skipped", csv)
+            continue
+        missing = [c for c in COLUMNS if c not in table.columns]
+        if missing:
+            raise DamlError(f"{csv}: columns {missing} missing; rerun the faces stage")
+        with np.load(npz) as archive:
+            if "crops" not in archive:
+                raise DamlError(f"{npz}: no `crops` array; rerun the faces stage")
+            mask = select_rows(table, techniques, splits)
+            if not mask.any():
+                continue
+            crops = archive["crops"]  # read once: every access to an npz member reloads it
+        if len(table) != crops.shape[0]:
+            raise DamlError(
+                f"{npz}: {crops.shape[0]} crops but {len(table)} rows in {csv}; "
+                "rerun the faces stage for this shard"
+            )
+        crops = crops[mask]
+        images.append(resize(torch.from_numpy(crops), image_size))
+        tables.append(table.loc[mask, COLUMNS])
+    if not tables:
+        return Faces(
+            torch.zeros((0, image_size, image_size, 3), dtype=torch.uint8),
+            pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}),
+        )
+    table = pd.concat(tables, ignore_index=True)
+    table["label"] = table["label"].astype(int)
+    table["frame"] = table["frame"].astype(int)
+    return Faces(torch.cat(images), table)
+
+
+def resize(crops: torch.Tensor, image_size: int, chunk: int = 1024) -> torch.Tensor:
+    """Resize uint8 (N,S,S,3) crops to (N,image_size,image_size,3) uint8, in chunks."""
+    if crops.shape[1] == image_size and crops.shape[2] == image_size:
+        return crops.contiguous()
+    out = torch.empty((crops.shape[0], image_size, image_size, 3), dtype=torch.uint8)
+    for start in range(0, crops.shape[0], chunk):
+        part = crops[start : start + chunk].permute(0, 3, 1, 2).float()
+        part = F.interpolate(
+            part,
+            size=(image_size, image_size),
+            mode="bilinear",
+            antialias=True,
+            align_corners=False,
+        )
+        out[start : start + chunk] = (
+            part.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+        )
+    return out
+
+
+def to_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B,S,S,3) crops -> float32 (B,3,S,S) in [-1, 1] with channels-last strides."""
+    return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)

@@ -1,0 +1,225 @@
+"""Meta-steps against independent computations (hand-worked gradients, l2l-style loop)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from daml import meta
+from daml.errors import DamlError
+from daml.model import build_model
+
+torch.set_num_threads(1)
+
+
+class Logistic(nn.Module):
+    """logit = x . w + b: gradients and Hessians are easy to write by hand."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.lin = nn.Linear(dim, 1).double()
+
+    def forward(self, x):
+        return self.lin(x).squeeze(1)
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def grad_and_hessian(theta, x, y):
+    """Mean BCE of logistic regression with bias: gradient and Hessian in (w, b)."""
+    xb = np.hstack([x, np.ones((len(x), 1))])
+    p = sigmoid(xb @ theta)
+    grad = xb.T @ (p - y) / len(y)
+    hess = (xb * (p * (1 - p))[:, None]).T @ xb / len(y)
+    loss = -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return grad, hess, loss
+
+
+def make_tasks(dim=3, n_tasks=3, size=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for i in range(n_tasks):
+        xs, xq = (
+            torch.randn(size, dim, generator=g).double(),
+            torch.randn(size, dim, generator=g).double(),
+        )
+        ys = torch.tensor([1.0, 0.0] * (size // 2)).double()
+        tasks.append(meta.TaskData(f"t{i}", xs, ys, xq, ys.flip(0)))
+    return tasks
+
+
+def meta_grad(model, tasks, method, alpha, first_order, steps=1):
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    meta.meta_step(model, opt, tasks, method, alpha, steps, first_order, iteration=1)
+    return np.concatenate([model.lin.weight.grad.numpy().ravel(), model.lin.bias.grad.numpy()])
+
+
+@pytest.mark.parametrize("method", ["maml", "daml"])
+@pytest.mark.parametrize("first_order", [True, False])
+def test_meta_gradient_matches_hand_computation(method, first_order):
+    torch.manual_seed(0)
+    model = Logistic(3)
+    tasks = make_tasks()
+    theta = np.concatenate(
+        [model.lin.weight.detach().numpy().ravel(), model.lin.bias.detach().numpy()]
+    )
+    alpha = 0.7
+    expected = np.zeros_like(theta)
+    for t in tasks:
+        g_s, h_s, _ = grad_and_hessian(theta, t.support.numpy(), t.support_labels.numpy())
+        adapted = theta - alpha * g_s
+        g_q, _, loss_q = grad_and_hessian(adapted, t.query.numpy(), t.query_labels.numpy())
+        if not first_order:
+            g_q = (np.eye(len(theta)) - alpha * h_s) @ g_q
+        # d/dL of L*sigmoid(L) = s + L s (1 - s)
+        s = sigmoid(loss_q)
+        weight = s + loss_q * s * (1 - s) if method == "daml" else 1.0
+        expected += weight * g_q
+    got = meta_grad(model, tasks, method, alpha, first_order)
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_two_inner_steps_first_order_by_hand():
+    torch.manual_seed(1)
+    model = Logistic(2)
+    tasks = make_tasks(dim=2, n_tasks=2)
+    theta = np.concatenate(
+        [model.lin.weight.detach().numpy().ravel(), model.lin.bias.detach().numpy()]
+    )
+    expected = 0
+    for t in tasks:
+        adapted = theta.copy()
+        for _ in range(2):
+            adapted = (
+                adapted
+                - 0.5 * grad_and_hessian(adapted, t.support.numpy(), t.support_labels.numpy())[0]
+            )
+        expected = expected + grad_and_hessian(adapted, t.query.numpy(), t.query_labels.numpy())[0]
+    np.testing.assert_allclose(
+        meta_grad(model, tasks, "maml", 0.5, True, steps=2), expected, rtol=1e-10
+    )
+
+
+def test_daml_objective_gradient_equals_autograd_of_formula():
+    losses = torch.tensor([0.1, 0.7, 2.5], requires_grad=True)
+    meta.daml_objective(losses).backward()
+    by_formula = torch.tensor([0.1, 0.7, 2.5], requires_grad=True)
+    (by_formula / (1 + torch.exp(-by_formula))).sum().backward()
+    assert torch.allclose(losses.grad, by_formula.grad)
+    assert meta.OUTER_OBJECTIVES["maml"](torch.tensor([1.0, 2.0])) == 3.0
+    w = meta.task_weights("daml", torch.tensor([0.0, 10.0]))
+    assert torch.allclose(w, torch.tensor([0.5, torch.sigmoid(torch.tensor(10.0))]))
+
+
+def conv_tasks(n=3, size=8, image=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.tensor([1.0, 0.0] * (size // 2))
+    return [
+        meta.TaskData(
+            f"t{i}",
+            torch.randn(size, 3, image, image, generator=g),
+            labels,
+            torch.randn(size, 3, image, image, generator=g),
+            labels.flip(0),
+        )
+        for i in range(n)
+    ]
+
+
+def test_first_order_conv4_matches_l2l_style_clone_loop():
+    model = build_model(16, seed=0)
+    reference = copy.deepcopy(model)
+    tasks = conv_tasks()
+    meta.meta_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, "daml", 0.1, 1, True, iteration=1
+    )
+    # reference: clone per task, adapt with autograd, weight query grads by dObjective/dL
+    reference.zero_grad()
+    for t in tasks:
+        clone = copy.deepcopy(reference)
+        loss = F.binary_cross_entropy_with_logits(clone(t.support), t.support_labels)
+        grads = torch.autograd.grad(loss, list(clone.parameters()))
+        with torch.no_grad():
+            for p, g in zip(clone.parameters(), grads):
+                p -= 0.1 * g
+        q = F.binary_cross_entropy_with_logits(clone(t.query), t.query_labels)
+        s = torch.sigmoid(q.detach())
+        (q * (s + q.detach() * s * (1 - s))).backward()
+        for p, c in zip(reference.parameters(), clone.parameters()):
+            p.grad = c.grad.clone() if p.grad is None else p.grad + c.grad
+    for (name, p), r in zip(model.named_parameters(), reference.parameters()):
+        assert torch.allclose(p.grad, r.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_running_stats_updated_once_per_task_at_theta():
+    model = build_model(16, seed=0)
+    tasks = conv_tasks(n=3)
+    meta.meta_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, "maml", 0.1, 2, True, iteration=1
+    )
+    bn = model.features[1]
+    assert int(bn.num_batches_tracked) == 3
+    # expected: momentum updates with each support batch's first-layer statistics at theta
+    fresh = build_model(16, seed=0)
+    mean = torch.zeros(64)
+    for t in tasks:
+        with torch.no_grad():
+            h = fresh.features[0](t.support)
+        mean = 0.9 * mean + 0.1 * h.mean((0, 2, 3))
+    assert torch.allclose(bn.running_mean, mean, atol=1e-5)
+
+
+def test_maml_with_zero_inner_lr_is_supervised_training_on_queries():
+    model = build_model(16, seed=0)
+    twin = copy.deepcopy(model)
+    # SGD, not Adam: conv biases before batch norm have a zero true gradient, and Adam
+    # would blow their rounding noise (which depends on summation order) up to lr-sized steps
+    opt_a = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_b = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    for it in range(3):
+        tasks = conv_tasks(seed=it)
+        meta.meta_step(model, opt_a, tasks, "maml", 0.0, 1, True, iteration=it)
+        opt_b.zero_grad()
+        sum(
+            F.binary_cross_entropy_with_logits(twin(t.query), t.query_labels) for t in tasks
+        ).backward()
+        opt_b.step()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+
+
+def test_erm_step_is_one_supervised_step_on_the_pooled_batch():
+    model = build_model(16, seed=0)
+    twin = copy.deepcopy(model)
+    tasks = conv_tasks()
+    record = meta.erm_step(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, "erm", 0.5, 1, True, 1
+    )
+    x = torch.cat([torch.cat([t.support, t.query]) for t in tasks])
+    y = torch.cat([torch.cat([t.support_labels, t.query_labels]) for t in tasks])
+    loss = F.binary_cross_entropy_with_logits(twin(x), y)
+    loss.backward()
+    assert record.tasks == ["pooled"] and np.isclose(record.meta_loss, loss.item())
+    with torch.no_grad():
+        for p, q in zip(model.parameters(), twin.parameters()):
+            assert torch.allclose(p, q - 0.1 * q.grad, atol=1e-6)
+
+
+def test_non_finite_loss_names_iteration_and_task():
+    model = build_model(16, seed=0)
+    with pytest.raises(DamlError, match=r"iteration 7 in task 't0'"):
+        meta.meta_step(
+            model,
+            torch.optim.SGD(model.parameters(), lr=0.0),
+            conv_tasks(),
+            "daml",
+            1e38,
+            1,
+            True,
+            iteration=7,
+        )

@@ -1,0 +1,67 @@
+"""Conv-4: shapes, feature size, eval-mode batch norm, load/save round trip."""
+
+import pytest
+import torch
+
+from daml.errors import DamlError
+from daml.model import Conv4, build_model, feature_size, load_model
+
+torch.set_num_threads(1)
+
+
+@pytest.mark.parametrize("size,expected", [(84, 64 * 5 * 5), (32, 64 * 2 * 2), (16, 64), (31, 64)])
+def test_feature_size_matches_a_forward_pass(size, expected):
+    model = Conv4(size)
+    assert feature_size(size) == expected
+    assert model.features(torch.zeros(2, 3, size, size)).flatten(1).shape[1] == expected
+    assert model(torch.zeros(3, 3, size, size)).shape == (3,)
+
+
+def test_too_small_input_names_the_setting():
+    with pytest.raises(DamlError, match="image_size"):
+        Conv4(8)
+
+
+def test_blocks_follow_maml_conv4():
+    model = Conv4(32)
+    convs = [m for m in model.features if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.features if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 4 and all(c.out_channels == 64 and c.kernel_size == (3, 3) for c in convs)
+    assert len(norms) == 4 and all(n.track_running_stats for n in norms)
+
+
+def test_pool_then_relu_equals_relu_then_pool():
+    x = torch.randn(4, 8, 10, 10)
+    a = torch.relu(torch.nn.functional.max_pool2d(x, 2))
+    b = torch.nn.functional.max_pool2d(torch.relu(x), 2)
+    assert torch.equal(a, b)
+
+
+def test_eval_mode_output_does_not_depend_on_the_batch():
+    model = build_model(16, seed=0)
+    model.train()
+    model(torch.randn(32, 3, 16, 16) * 2 + 1)  # move running stats away from the init
+    model.eval()
+    x = torch.randn(8, 3, 16, 16)
+    alone = torch.cat([model(x[i : i + 1]) for i in range(8)])
+    assert torch.allclose(alone, model(x), atol=1e-5)
+
+
+def test_build_model_is_seeded_and_does_not_touch_global_rng():
+    state = torch.get_rng_state()
+    a, b, c = build_model(16, 1), build_model(16, 1), build_model(16, 2)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert not torch.equal(a.head.weight, c.head.weight)
+
+
+def test_load_model_round_trip(tmp_path):
+    model = build_model(16, 3)
+    torch.save({"state_dict": model.state_dict(), "image_size": 16}, tmp_path / "m.pt")
+    loaded, payload = load_model(tmp_path / "m.pt")
+    assert not loaded.training and payload["image_size"] == 16
+    x = torch.randn(2, 3, 16, 16)
+    model.eval()
+    assert torch.equal(loaded(x), model(x))
+    with pytest.raises(DamlError, match="missing"):
+        load_model(tmp_path / "absent.pt")

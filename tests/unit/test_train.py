@@ -1,0 +1,287 @@
+"""Training, resume, determinism, few-shot adaptation and evaluation on tiny synthetic shards."""
+
+import json
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from daml.adapt import AdaptSettings, adapt_model
+from daml.errors import DamlError
+from daml.evaluate import EvaluateSettings, evaluate_model
+from daml.facedata import load_faces
+from daml.model import load_model
+from daml.train import TrainSettings, train_model
+
+torch.set_num_threads(1)
+TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+SPLITS = {"train": range(0, 8), "val": range(8, 11), "test": range(11, 14)}
+
+
+def face(rng, technique, size=24):
+    """A noisy smooth 'face' with a technique-specific trace on fakes (separable)."""
+    base = rng.uniform(60, 200, 3)
+    img = np.ones((size, size, 3)) * base + rng.normal(0, 20, (size, size, 3))
+    yy, xx = np.mgrid[:size, :size]
+    if technique == "Deepfakes":
+        img[::3] += 60
+    elif technique == "Face2Face":
+        img[:, ::3] += 60
+    elif technique == "FaceSwap":
+        img[(yy + xx) % 4 == 0] += 60
+    elif technique == "NeuralTextures":
+        img[size // 2 :, size // 4 : 3 * size // 4] -= 60
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_shards(folder, frames=3, n_shards=2, seed=0):
+    rng = np.random.default_rng(seed)
+    rows, crops = [[] for _ in range(n_shards)], [[] for _ in range(n_shards)]
+    for split, ids in SPLITS.items():
+        for i in ids:
+            videos = [("real", f"{i:03d}", 0)] + [
+                (t, f"{i:03d}_{i + 50:03d}", 1) for t in TECHNIQUES
+            ]
+            for technique, video, label in videos:
+                key = f"ffpp/c23/{technique}/{video}"
+                shard = zlib.crc32(key.encode()) % n_shards
+                for f in range(frames):
+                    crops[shard].append(face(rng, technique))
+                    rows[shard].append(
+                        dict(
+                            key=key,
+                            dataset="ffpp",
+                            technique=technique,
+                            compression="c23",
+                            video=video,
+                            split=split,
+                            label=label,
+                            frame=f,
+                            score=0.99,
+                            how="detected",
+                        )
+                    )
+    paths = []
+    for s in range(n_shards):
+        path = folder / f"shard{s:03d}.npz"
+        np.savez(path, crops=np.stack(crops[s]))
+        pd.DataFrame(rows[s]).to_csv(path.with_suffix(".csv"), index=False)
+        paths.append(path)
+    return paths
+
+
+def settings(**changes):
+    base = TrainSettings(
+        image_size=16,
+        iterations=40,
+        tasks_per_batch=4,
+        support_size=8,
+        query_size=8,
+        inner_lr=0.01,
+        inner_steps=1,
+        first_order=True,
+        meta_lr=1e-3,
+        lr_decay_every=30,
+        lr_decay_factor=0.5,
+        pseudo_domains=4,
+        validate_every=10,
+        checkpoint_every=10,
+        log_every=10,
+        max_val_faces=40,
+        eval_batch_size=32,
+        device="cpu",
+        precision="fp32",
+        threads=1,
+    )
+    return replace(base, **changes)
+
+
+SOURCE = {"faceset": "ffpp-c23", "techniques": TECHNIQUES}
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return write_shards(tmp_path_factory.mktemp("faces"))
+
+
+def run(folder, shards, method="daml", seed=0, source=SOURCE, **changes):
+    folder.mkdir(parents=True, exist_ok=True)
+    out = dict(
+        out_model=folder / "model.pt",
+        out_history=folder / "history.csv",
+        out_validation=folder / "validation.csv",
+        checkpoint_path=folder / "checkpoint.pt",
+    )
+    summary = train_model(shards, source, method, seed, settings(**changes), **out)
+    return summary, out
+
+
+def test_load_faces_filters_and_resizes(shards):
+    faces = load_faces(shards, 16, ["Deepfakes"], ["val"])
+    assert faces.images.shape == (3 * 3 * 2, 16, 16, 3) and faces.images.dtype == torch.uint8
+    assert set(faces.table.technique) == {"real", "Deepfakes"} and set(faces.table.split) == {"val"}
+
+
+@pytest.mark.parametrize("method", ["daml", "maml", "erm"])
+def test_short_training_separates_synthetic_fakes(tmp_path, shards, method):
+    summary, out = run(tmp_path / method, shards, method=method, iterations=60)
+    assert summary["auc"] > 0.9
+    history = pd.read_csv(out["out_history"])
+    assert list(history.columns) == ["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]
+    validation = pd.read_csv(out["out_validation"])
+    assert list(validation.columns) == ["iteration", "auc", "acc", "loss"]
+    assert validation.iteration.tolist() == [10, 20, 30, 40, 50, 60]
+    if method == "erm":
+        assert (history.task == "pooled").all() and (history.weight == 1).all()
+        assert len(history) == 60
+    else:
+        assert len(history) == 60 * 4 and set(history.task) == set(TECHNIQUES)
+        first = history[history.iteration == 1]
+        losses = first.query_loss.to_numpy()
+        weights = 1 / (1 + np.exp(-losses)) if method == "daml" else np.ones(4)
+        np.testing.assert_allclose(first.weight, weights, rtol=1e-6)
+        objective = (losses * weights).sum()
+        np.testing.assert_allclose(first.meta_loss, objective, rtol=1e-5)
+    # decay every 30 iterations: iterations 1-30 at meta_lr, 31-60 at half of it
+    lr = history.groupby("iteration").lr.first()
+    assert lr[30] == pytest.approx(1e-3) and lr[31] == pytest.approx(5e-4) == lr[60]
+    _, payload = load_model(out["out_model"])
+    best = validation.loc[validation.auc.idxmax()]
+    assert payload["method"] == method and payload["source"] == SOURCE
+    assert payload["best_validation"]["auc"] == pytest.approx(validation.auc.max())
+    assert payload["best_iteration"] in validation.iteration[validation.auc == best.auc].tolist()
+
+
+def files_equal(a, b, name):
+    return a[name].read_bytes() == b[name].read_bytes()
+
+
+def test_resume_equals_uninterrupted(tmp_path, shards):
+    _, whole = run(tmp_path / "whole", shards, iterations=30, validate_every=10, checkpoint_every=7)
+    # interrupted: first 16 iterations (a checkpoint at 14 and at 16), then continued to 30
+    _, part = run(tmp_path / "part", shards, iterations=16, validate_every=10, checkpoint_every=7)
+    _, resumed = run(
+        tmp_path / "part", shards, iterations=30, validate_every=10, checkpoint_every=7
+    )
+    assert files_equal(whole, resumed, "out_history") and files_equal(
+        whole, resumed, "out_validation"
+    )
+    a = torch.load(whole["out_model"], weights_only=False)["state_dict"]
+    b = torch.load(resumed["out_model"], weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_an_exception(tmp_path, shards, monkeypatch):
+    from daml import meta
+
+    _, whole = run(tmp_path / "whole", shards, iterations=20, checkpoint_every=5)
+    real_step = meta.meta_step
+
+    def failing(*args, **kwargs):
+        if args[7] == 13:
+            raise RuntimeError("killed")
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setitem(meta.STEPS, "daml", failing)
+    with pytest.raises(RuntimeError):
+        run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
+    assert not (tmp_path / "crash" / "model.pt").exists()
+    assert torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["iteration"] == 10
+    monkeypatch.setitem(meta.STEPS, "daml", real_step)
+    _, resumed = run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
+    assert files_equal(whole, resumed, "out_history") and files_equal(
+        whole, resumed, "out_validation"
+    )
+
+
+def test_checkpoint_of_other_settings_is_not_used(tmp_path, shards):
+    _, first = run(tmp_path / "a", shards, iterations=10)
+    _, second = run(tmp_path / "a", shards, iterations=10, inner_lr=0.02)
+    _, fresh = run(tmp_path / "b", shards, iterations=10, inner_lr=0.02)
+    assert files_equal(second, fresh, "out_history")
+
+
+def test_same_seed_same_weights_other_seed_differs(tmp_path, shards):
+    _, a = run(tmp_path / "a", shards, iterations=10, seed=3)
+    _, b = run(tmp_path / "b", shards, iterations=10, seed=3)
+    _, c = run(tmp_path / "c", shards, iterations=10, seed=4)
+    wa, wb, wc = (torch.load(x["out_model"], weights_only=False)["state_dict"] for x in (a, b, c))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not torch.equal(wa["head.weight"], wc["head.weight"])
+    assert files_equal(a, b, "out_history")
+
+
+def test_nan_loss_stops_without_a_model(tmp_path, shards):
+    with pytest.raises(DamlError, match=r"iteration 1 in task"):
+        run(tmp_path / "nan", shards, iterations=5, inner_lr=1e38)
+    assert not (tmp_path / "nan" / "model.pt").exists()
+
+
+def test_single_technique_source_trains_on_pseudo_domains(tmp_path, shards):
+    source = {"faceset": "ffpp-c23", "techniques": ["FaceSwap"]}
+    _, out = run(
+        tmp_path / "one", shards, source=source, iterations=4, pseudo_domains=3, validate_every=2
+    )
+    tasks = set(pd.read_csv(out["out_history"]).task)
+    assert tasks <= {"FaceSwap#0", "FaceSwap#1", "FaceSwap#2"} and len(tasks) >= 2
+
+
+def test_adapt_and_evaluate(tmp_path, shards):
+    _, out = run(tmp_path / "train", shards, iterations=30)
+    target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
+    adapt_settings = AdaptSettings(
+        steps=5, lr=1e-4, batch_size=0, bn_mode="batch", device="cpu", precision="fp32", threads=1
+    )
+    record = adapt_model(
+        out["out_model"], shards, target, 4, 0, adapt_settings, tmp_path / "adapt" / "model.pt"
+    )
+    train_keys = set(load_faces(shards, 16, None, ["train"]).table.key)
+    keys = [k.split("#")[0] for k in record["keys"]]
+    assert len(keys) == 8 and set(keys) <= train_keys and len(set(keys)) == 8
+    assert {k.split("/")[2] for k in keys} == {"NeuralTextures", "real"}
+    before, _ = load_model(out["out_model"])
+    after, payload = load_model(tmp_path / "adapt" / "model.pt")
+    assert payload["adapt"]["shots"] == 4
+    assert not torch.equal(before.head.weight, after.head.weight)
+
+    eval_settings = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
+    metrics = evaluate_model(
+        tmp_path / "adapt" / "model.pt",
+        shards,
+        target,
+        tmp_path / "eval" / "predictions.csv",
+        tmp_path / "eval" / "metrics.json",
+        eval_settings,
+    )
+    predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
+    assert list(predictions.columns) == [
+        "key",
+        "dataset",
+        "technique",
+        "video",
+        "frame",
+        "label",
+        "prob",
+    ]
+    assert (
+        len(predictions) == 3 * 3 * 2 and metrics["frame"]["n"] == 18 and metrics["video"]["n"] == 6
+    )
+    assert (
+        json.loads((tmp_path / "eval" / "metrics.json").read_text())["frame"]["auc"]
+        == metrics["frame"]["auc"]
+    )
+    assert metrics["frame"]["auc"] > 0.8
+    # eval mode: a prediction does not depend on the other faces in its batch
+    one = EvaluateSettings(batch_size=1, device="cpu", precision="fp32", threads=1)
+    evaluate_model(
+        tmp_path / "adapt" / "model.pt",
+        shards,
+        target,
+        tmp_path / "p1.csv",
+        tmp_path / "m1.json",
+        one,
+    )
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "p1.csv").prob, predictions.prob, atol=1e-5)
