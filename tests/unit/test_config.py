@@ -82,3 +82,22 @@ def test_settings_from_reports_drift():
     assert config.settings_from(S, {"a": 1, "b": 2}, "x") == S(1, 2)
     with pytest.raises(DamlError, match=r"missing \['b'\], unknown \['c'\]"):
         config.settings_from(S, {"a": 1, "c": 2}, "x")
+
+
+def test_paper_preset_restores_schema_defaults(repo, shipped, schema_path):
+    """The preset only undoes config.yaml's embedded-benchmark shrinking: one place per fact."""
+    preset = yaml.safe_load((repo / "workflow/presets/paper.yaml").read_text())
+    defaults = config.schema_defaults(schema_path)
+
+    def walk(node, default, path):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(value, default[key], f"{path}{key}.")
+            else:
+                assert value == default[key], f"{path}{key}: preset {value!r}, schema default {default[key]!r}"
+
+    walk(preset, defaults, "")
+    merged = copy.deepcopy(shipped)
+    for section, values in preset.items():
+        merged[section] = {**merged[section], **values} if isinstance(values, dict) else values
+    config.validate(merged, schema_path)

@@ -1,0 +1,246 @@
+"""Real `snakemake` runs of this workflow on the tiny configuration (tests/workflow/config.yaml).
+
+One complete run (`--cores 2`) is shared by most tests; a second complete run (`--cores 1`) must
+give identical tables and metrics, which checks determinism and parallel safety at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.workflow.helpers import REPO, TINY_CONFIG, job_counts, snakemake
+
+pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
+
+TABLES = ("table1", "table2", "table3", "loto")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny-cores2")
+    snakemake(work, "--cores", "2")
+    return work
+
+
+@pytest.fixture(scope="session")
+def tiny_run_one_core(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("tiny-cores1")
+    snakemake(work, "--cores", "1")
+    return work
+
+
+def overlay(tmp_path: Path, name: str, content: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(content))
+    return path
+
+
+# ------------------------------------------------------------------ static checks
+
+
+def test_lint_is_clean():
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(REPO / "Snakefile")],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_snakefmt_formatted():
+    files = [REPO / "Snakefile", *sorted((REPO / "workflow/rules").glob("*.smk"))]
+    result = subprocess.run(
+        [sys.executable, "-m", "snakefmt", "--check", *map(str, files)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dry_run_job_counts(tmp_path):
+    counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1").stdout)
+    # 3 sources (ffpp-c23, ffpp-c40-df, ffpp-c40-no-nt) x 3 methods x 2 seeds
+    assert counts["train_model"] == 18
+    # shots > 0: (c23 -> celebdf, 4) and (no-nt -> nt, 4), x 3 methods x 2 seeds
+    assert counts["adapt_model"] == 12
+    # distinct (source, target, shots): c23/c23/0, c23/celebdf/4, c23/celebdf/0, df/df/0,
+    # df/nt/0, no-nt/nt/4 -> 6 x 3 methods x 2 seeds
+    assert counts["evaluate_model"] == 36
+    assert counts["generate_benchmark"] == counts["index_dataset"] == 4
+    assert counts["align_faces"] == counts["extract_frames"] == 6
+    assert counts["make_table"] == 4 and counts["plot_figure"] == 3 and counts["render_report"] == 1
+
+
+def test_named_target_builds_only_what_it_needs(tmp_path):
+    counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1", "table1").stdout)
+    assert counts["train_model"] == 6  # ffpp-c23 only
+    assert counts["evaluate_model"] == 6
+    assert "adapt_model" not in counts and "render_report" not in counts
+    assert counts["align_faces"] == 2  # the two ffpp-c23 shards, no other face set
+    assert counts["generate_benchmark"] == 1
+
+
+# ------------------------------------------------------------------ bad configuration
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"faces": {"crop": 3}}, "faces: Additional properties are not allowed ('crop' was unexpected)"),
+        ({"adapt": {"steps": 0}}, "adapt.steps: 0 is less than the minimum of 1"),
+        ({"train": {"iterations": 0}}, "train.iterations: 0 is less than the minimum of 1"),
+        ({"methods": ["daml", "reptile"]}, "methods.1: 'reptile' is not one of"),
+        ({"datasets": {"roots": {"dfdc": "/no/such/dfdc"}}}, "datasets.roots.dfdc: folder '/no/such/dfdc' does not exist"),
+        ({"tables": {"table2": [{"source": "ffpp-c23", "target": "celebdf", "shots": -1}]}}, "tables.table2.0.shots: -1"),
+        ({"tables": {"table1": [{"source": "ffpp", "target": "ffpp-c23"}]}}, "tables.table1[0].source: 'ffpp' is not defined"),
+    ],
+)
+def test_bad_config_stops_with_a_message_naming_the_key(tmp_path, content, message):
+    extra = overlay(tmp_path, "bad.yaml", content)
+    result = snakemake(tmp_path, "-n", "--cores", "1", configs=(TINY_CONFIG, extra), check=False)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------ a complete run
+
+
+def test_run_produces_every_table_figure_and_the_report(tiny_run):
+    for table in TABLES:
+        for ext in ("csv", "md", "tex"):
+            assert (tiny_run / f"results/tables/{table}.{ext}").stat().st_size > 0
+    for figure in ("figure2", "figure3", "figure_shots"):
+        assert (tiny_run / f"results/figures/{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (tiny_run / "results/report/index.html").read_text()
+    assert 'id="synthetic-banner"' in html  # synthetic data is said so at the top
+    assert "DAML (paper)" in html and "Cross AVG" in html
+    assert not list((tiny_run / "results").glob("frames/*/*")), "temporary frames were not removed"
+
+
+def test_pipeline_learns_in_domain_and_cross_domain_is_harder(tiny_run):
+    def auc(source, target, method, seed, shots):
+        path = tiny_run / f"results/evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/metrics.json"
+        return json.loads(path.read_text().replace("NaN", "null"))["frame"]["auc"]
+
+    for method in ("daml", "maml", "erm"):
+        in_domain = [auc("ffpp-c23", "ffpp-c23", method, s, 0) for s in (0, 1)]
+        assert min(in_domain) > 0.7, (method, in_domain)
+    in_domain = [auc("ffpp-c23", "ffpp-c23", m, s, 0) for m in ("daml", "maml", "erm") for s in (0, 1)]
+    cross = [auc("ffpp-c23", "celebdf", m, s, 0) for m in ("daml", "maml", "erm") for s in (0, 1)]
+    assert sum(cross) / len(cross) < sum(in_domain) / len(in_domain)
+
+
+def test_faces_were_found_and_skips_counted(tiny_run):
+    index = pd.concat(pd.read_csv(p) for p in (tiny_run / "results/faces/ffpp-c23").glob("shard*[0-9].csv"))
+    manifest = pd.read_csv(tiny_run / "results/data/ffpp/manifest.csv", dtype={"video": str})
+    videos = manifest[manifest.compression == "c23"]
+    assert len(index) >= 0.9 * 4 * len(videos)  # 4 frames per video, nearly all with a face
+    assert set(index.label) == {0, 1}
+
+
+def test_rerun_has_nothing_to_do(tiny_run):
+    result = snakemake(tiny_run, "-n", "--cores", "1")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_one_core_gives_identical_results(tiny_run, tiny_run_one_core):
+    for table in TABLES:
+        a = (tiny_run / f"results/tables/{table}.csv").read_text()
+        b = (tiny_run_one_core / f"results/tables/{table}.csv").read_text()
+        assert a == b, table
+    metrics = sorted((tiny_run / "results/evaluate").rglob("metrics.json"))
+    assert len(metrics) == 36
+    for path in metrics:
+        twin = tiny_run_one_core / path.relative_to(tiny_run)
+        assert path.read_text() == twin.read_text(), path
+
+
+def test_different_seeds_differ(tiny_run):
+    base = tiny_run / "results/evaluate/ffpp-c23/ffpp-c23/daml"
+    a = pd.read_csv(base / "seed0/shots0/predictions.csv")
+    b = pd.read_csv(base / "seed1/shots0/predictions.csv")
+    assert not a.prob.equals(b.prob)
+
+
+# ------------------------------------------------------------------ interruption
+
+
+def copy_preprocessed(src: Path, dst: Path) -> None:
+    """Reuse a finished run's data and faces (timestamps kept) so only training runs again."""
+    for part in ("synthetic", "data", "faces"):
+        shutil.copytree(src / "results" / part, dst / "results" / part, copy_function=shutil.copy2)
+
+
+def test_killed_training_resumes_to_the_same_model(tiny_run, tmp_path):
+    import torch
+
+    longer = overlay(tmp_path, "longer.yaml", {"train": {"iterations": 240, "checkpoint_every": 20}})
+    configs = (TINY_CONFIG, longer)
+    target = "results/train/ffpp-c23/daml/seed0/model.pt"
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    for work in (straight, killed):
+        copy_preprocessed(tiny_run, work)
+    snakemake(straight, "--cores", "1", target, configs=configs)
+
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(killed), "--configfile", str(REPO / "config.yaml"), *map(str, configs),
+        "--cores", "1", target,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = killed / "results/train/ffpp-c23/daml/seed0/checkpoint.pt"
+    deadline = time.monotonic() + 600
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, "training finished before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (killed / target).exists()
+    assert checkpoint.exists()
+
+    log = snakemake(killed, "--cores", "1", "--rerun-incomplete", target, configs=configs)
+    train_log = (killed / "results/logs/train_model/ffpp-c23/daml/seed0.log").read_text()
+    assert "resum" in train_log.lower(), "the rerun did not resume from the checkpoint"
+
+    a = torch.load(straight / target, weights_only=False)["state_dict"]
+    b = torch.load(killed / target, weights_only=False)["state_dict"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    for name in ("history.csv", "validation.csv"):
+        assert (straight / target).with_name(name).read_text() == (killed / target).with_name(name).read_text()
+    del log
+
+
+# ------------------------------------------------------------------ bad inputs in a real-root layout
+
+
+def test_broken_videos_are_skipped_and_counted(tiny_run, tmp_path):
+    root = tmp_path / "ffpp"
+    shutil.copytree(tiny_run / "results/synthetic/ffpp", root)
+    videos = sorted((root / "original_sequences/youtube/c23/videos").glob("*.mp4"))
+    videos[0].write_bytes(b"")  # zero bytes
+    data = videos[1].read_bytes()
+    videos[1].write_bytes(data[: len(data) // 3])  # truncated
+    videos[2].write_bytes(b"this is not a video at all" * 100)  # not a video
+    extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}})
+    work = tmp_path / "work"
+    targets = [f"results/faces/ffpp-c23/shard{i:03d}.skips.csv" for i in range(2)]
+    snakemake(work, "--cores", "2", *targets, configs=(TINY_CONFIG, extra))
+    skips = pd.concat(pd.read_csv(work / t, dtype={"key": str}) for t in targets)
+    whole = skips[skips.frame == -1]
+    for video in videos[:3]:
+        assert whole.key.str.endswith(f"/real/{video.stem}").any(), (video.name, skips)
+    assert len(whole) >= 3
+    assert not (work / "results/synthetic").exists()  # a user's root is read, never generated
