@@ -12,7 +12,7 @@
 # (the smaller set `slurmctld slurmd slurm-client munge` is enough).
 #
 # The cluster: one node named after this host, all its CPUs, RealMemory 90% of
-# MemTotal, one fake GPU (gres gpu:1 backed by /dev/zero) so rules with
+# MemTotal, two fake GPUs (gres gpu:2 backed by /dev/zero, /dev/null) so rules with
 # `resources: gpu=1` (sbatch --gpus=1) can be scheduled on a CPU box, one
 # partition `debug` (default), no accounting database
 # (AccountingStorageType=accounting_storage/none: use `slurm-status-command: squeue`,
@@ -27,7 +27,8 @@
 #
 # Environment (optional):
 #   SLURM_START_TIMEOUT  seconds to wait for the node to become idle (default 60)
-#   SLURM_FAKE_GPUS      number of fake GPUs on the node (default 1, at most 5)
+#   SLURM_FAKE_GPUS      number of fake GPUs on the node (default 2, at most 5: two
+#                        GPU jobs at a time, as a local run on 2 cores)
 set -euo pipefail
 
 ETC=/etc/slurm
@@ -36,7 +37,7 @@ STATE_DIR=/run/daml-slurm          # which daemons this script started
 LOG_DIR=/var/log/slurm
 SPOOL=/var/lib/slurm
 TIMEOUT="${SLURM_START_TIMEOUT:-60}"
-GPUS="${SLURM_FAKE_GPUS:-1}"
+GPUS="${SLURM_FAKE_GPUS:-2}"
 
 die() { echo "start_slurm.sh: $*" >&2; exit 1; }
 

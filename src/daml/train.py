@@ -191,7 +191,7 @@ def train_model(
 
     Arguments:
         shards: the source faceset's face shards (`shard{N}.npz`).
-        source: {"faceset": str, "techniques": [str, ...]}.
+        source: {"faceset": str, "techniques": [str, ...] or None for all of the face set}.
         method: "daml", "maml" or "erm".
         seed: seed of the initial weights, the task sampler and the validation subset.
         settings: `TrainSettings`.
@@ -226,9 +226,11 @@ def train_model(
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    techniques = list(source["techniques"])
-
+    techniques = source.get("techniques")  # None: every fake technique of the face set
     train_faces = load_faces(shards, settings.image_size, techniques, ["train"])
+    if techniques is None:
+        fakes = train_faces.table[train_faces.table["label"] == 1]
+        techniques = sorted(fakes["technique"].unique())
     val_faces = load_faces(shards, settings.image_size, techniques, ["val"])
     if len(val_faces) == 0:
         raise DamlError(

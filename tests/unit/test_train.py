@@ -229,6 +229,12 @@ def test_single_technique_source_trains_on_pseudo_domains(tmp_path, shards):
     assert tasks <= {"FaceSwap#0", "FaceSwap#1", "FaceSwap#2"} and len(tasks) >= 2
 
 
+def test_source_without_techniques_uses_every_technique_of_the_face_set(tmp_path, shards):
+    source = {"faceset": "ffpp-c23", "techniques": None}
+    _, out = run(tmp_path / "all", shards, source=source, iterations=4, validate_every=2)
+    assert set(pd.read_csv(out["out_history"]).task) == set(TECHNIQUES)
+
+
 def test_adapt_and_evaluate(tmp_path, shards):
     _, out = run(tmp_path / "train", shards, iterations=30)
     target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
