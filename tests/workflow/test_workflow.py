@@ -19,18 +19,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.workflow.helpers import REPO, TINY_CONFIG, job_counts, snakemake
+from snakemake_runs import REPO, TINY_CONFIG, job_counts, snakemake
 
 pytestmark = [pytest.mark.workflow, pytest.mark.timeout(2400)]
 
 TABLES = ("table1", "table2", "table3", "loto")
-
-
-@pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory) -> Path:
-    work = tmp_path_factory.mktemp("tiny-cores2")
-    snakemake(work, "--cores", "2")
-    return work
 
 
 @pytest.fixture(scope="session")
