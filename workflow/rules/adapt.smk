@@ -12,15 +12,15 @@ rule adapt_model:
         "results/logs/adapt_model/{source}/{target}/{method}/seed{seed}/shots{shots}.log",
     benchmark:
         "results/benchmarks/adapt_model/{source}/{target}/{method}/seed{seed}/shots{shots}.tsv"
-    params:
-        target=lambda w: config["targets"][w.target],
-        settings=config["adapt"],
+    conda:
+        "../../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
         gpu=1,
-    conda:
-        "../../envs/train.yaml"
+    params:
+        target=lambda w: config["targets"][w.target],
+        settings=config["adapt"],
     script:
         "../../scripts/adapt_model.py"

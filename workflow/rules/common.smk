@@ -64,7 +64,11 @@ def shard_ids(faceset):
 def face_shards(faceset):
     """All face-shard outputs (npz, csv, skips) of one face set."""
     return {
-        kind: expand(getattr(rules.align_faces.output, kind), faceset=faceset, shard=shard_ids(faceset))
+        kind: expand(
+            getattr(rules.align_faces.output, kind),
+            faceset=faceset,
+            shard=shard_ids(faceset),
+        )
         for kind in ("crops", "index", "skips")
     }
 
@@ -72,7 +76,11 @@ def face_shards(faceset):
 def used_facesets():
     """Face sets some source or target needs, in a stable order."""
     names = {d["faceset"] for d in config["sources"].values()}
-    names |= {config["targets"][e["target"]]["faceset"] for rows in config["tables"].values() for e in rows}
+    names |= {
+        config["targets"][e["target"]]["faceset"]
+        for rows in config["tables"].values()
+        for e in rows
+    }
     return [f for f in FACESETS if f in names]
 
 
@@ -124,7 +132,12 @@ def curve_histories(kind):
     """history.csv or validation.csv of MAML and DAML on the curves source, every seed."""
     methods = [m for m in ("maml", "daml") if m in config["methods"]]
     path = getattr(rules.train_model.output, kind)
-    return expand(path, source=config["figures"]["curves_source"], method=methods, seed=config["seeds"])
+    return expand(
+        path,
+        source=config["figures"]["curves_source"],
+        method=methods,
+        seed=config["seeds"],
+    )
 
 
 def figure_inputs(wildcards):

@@ -8,14 +8,14 @@ rule generate_benchmark:
         "results/logs/generate_benchmark/{dataset}.log",
     benchmark:
         "results/benchmarks/generate_benchmark/{dataset}.tsv"
-    params:
-        settings=config["synthetic"],
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        settings=config["synthetic"],
     script:
         "../../scripts/generate_benchmark.py"
 
@@ -37,13 +37,16 @@ rule index_dataset:
         problems="results/data/{dataset}/problems.csv",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
-    params:
-        settings={k: config["datasets"][k] for k in ("on_inconsistency", "val_fraction", "seed")},
+    conda:
+        "../../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=30,
-    conda:
-        "../../envs/data.yaml"
+    params:
+        settings={
+            k: config["datasets"][k]
+            for k in ("on_inconsistency", "val_fraction", "seed")
+        },
     script:
         "../../scripts/index_dataset.py"

@@ -12,14 +12,14 @@ rule evaluate_model:
         "results/logs/evaluate_model/{source}/{target}/{method}/seed{seed}/shots{shots}.log",
     benchmark:
         "results/benchmarks/evaluate_model/{source}/{target}/{method}/seed{seed}/shots{shots}.tsv"
-    params:
-        target=lambda w: config["targets"][w.target],
-        settings=config["evaluate"],
+    conda:
+        "../../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/train.yaml"
+    params:
+        target=lambda w: config["targets"][w.target],
+        settings=config["evaluate"],
     script:
         "../../scripts/evaluate_model.py"

@@ -12,16 +12,16 @@ rule align_faces:
         "results/logs/align_faces/{faceset}/shard{shard}.log",
     benchmark:
         "results/benchmarks/align_faces/{faceset}/shard{shard}.tsv"
-    params:
-        settings={k: v for k, v in config["faces"].items() if k != "shards"},
     # on a cluster both steps of a shard run as one job, so the frames never leave the node
     group:
         "faces"
+    conda:
+        "../../envs/faces.yaml"
     threads: 2
     resources:
         mem_mb=2000,
         runtime=120,
-    conda:
-        "../../envs/faces.yaml"
+    params:
+        settings={k: v for k, v in config["faces"].items() if k != "shards"},
     script:
         "../../scripts/align_faces.py"

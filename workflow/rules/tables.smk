@@ -17,16 +17,16 @@ rule make_table:
         "results/logs/make_table/{table}.log",
     benchmark:
         "results/benchmarks/make_table/{table}.tsv"
-    params:
-        entries=lambda w: config["tables"][w.table],
-        methods=config["methods"],
-        seeds=config["seeds"],
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        entries=lambda w: config["tables"][w.table],
+        methods=config["methods"],
+        seeds=config["seeds"],
     script:
         "../../scripts/make_table.py"
 
@@ -46,15 +46,15 @@ rule plot_figure:
         "results/logs/plot_figure/{figure}.log",
     benchmark:
         "results/benchmarks/plot_figure/{figure}.tsv"
-    params:
-        figures=config["figures"],
-        methods=config["methods"],
-        seeds=config["seeds"],
+    conda:
+        "../../envs/report.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/report.yaml"
+    params:
+        figures=config["figures"],
+        methods=config["methods"],
+        seeds=config["seeds"],
     script:
         "../../scripts/plot_figure.py"

@@ -14,16 +14,16 @@ rule train_model:
         "results/logs/train_model/{source}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train_model/{source}/{method}/seed{seed}.tsv"
-    params:
-        source=lambda w: config["sources"][w.source],
-        settings=config["train"],
-        checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",
+    conda:
+        "../../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=240,
         gpu=1,
-    conda:
-        "../../envs/train.yaml"
+    params:
+        source=lambda w: config["sources"][w.source],
+        settings=config["train"],
+        checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",
     script:
         "../../scripts/train_model.py"
