@@ -20,6 +20,8 @@ import json
 import logging
 import os
 import platform
+import shutil
+import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -272,7 +274,7 @@ def software_versions() -> list[dict]:
 
 
 def hardware() -> list[dict]:
-    """CPU model, cores, memory and GPUs (via torch.cuda) of the machine rendering the report."""
+    """CPU model, cores, memory and GPUs (via nvidia-smi) of the machine rendering the report."""
     cpu = platform.processor() or platform.machine()
     memory = ""
     try:
@@ -284,20 +286,20 @@ def hardware() -> list[dict]:
         memory = f"{kib / 2 ** 20:.1f} GiB"
     except (OSError, StopIteration, ValueError):
         pass
+    # nvidia-smi rather than torch: the report's environment has no torch (envs/report.yaml)
     gpus = "none"
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            gpus = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
-    except Exception as error:  # a broken CUDA install must not stop the report
-        gpus = f"unknown ({type(error).__name__})"
+    if shutil.which("nvidia-smi"):
+        try:
+            listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
+            gpus = "; ".join(listed.stdout.split("\n")[:8]).strip("; ") or "none"
+        except (OSError, subprocess.SubprocessError) as error:
+            gpus = f"unknown ({type(error).__name__})"
     return [
         {"name": "platform", "value": platform.platform()},
         {"name": "CPU", "value": cpu},
         {"name": "CPU cores (logical)", "value": str(os.cpu_count())},
         {"name": "memory", "value": memory or "unknown"},
-        {"name": "GPUs (torch.cuda)", "value": gpus},
+        {"name": "GPUs (nvidia-smi)", "value": gpus},
     ]
 
 

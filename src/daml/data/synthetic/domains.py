@@ -12,7 +12,8 @@ Description:
     - Celeb-DF: cool, bright, strongly side-lit scenes with larger faces, CRF 20; fakes are an
       improved deepfake: little blur, colour matched, wide feather, most of the sensor noise.
     - DFDC: dim, warm, vignetted, noisy and soft footage with smaller faces, CRF 30; fakes mix
-      a deepfake and a face swap of moderate strength.
+      a deepfake and a face swap of mild strength (cleaner than FF++'s, so that FF++-trained
+      detectors find DFDC harder than FF++ itself).
     - WildDeepfake: tight square face crops from internet video (lower resolution, JPEG
       blocking, stored as PNG); fakes drawn from all four techniques with varied strengths.
 """
@@ -68,7 +69,7 @@ class Domain:
 
 FFPP_TRACES = (
     Trace("Deepfakes", resolution=2.5, colour=0.08, feather=0.08, noise=0.0),
-    Trace("Face2Face", warp=1.6, feather=0.03, noise=1.0),
+    Trace("Face2Face", warp=3.0, feather=0.05, noise=0.4),
     Trace("FaceSwap", colour=0.5, feather=0.0, noise=1.0),
     Trace("NeuralTextures", resolution=2.0, texture=12.0, period=6.0, feather=0.05, noise=0.0),
 )
@@ -92,8 +93,8 @@ DOMAINS = {
         warmth=(0.05, 0.15), exposure=(0.8, 0.95), offset=(-15, -5),
         side_light=0.2, vignette=0.3, blur=0.5, noise=4.0,
         crf=30, jitter=0.25,
-        traces=(Trace("Deepfakes", resolution=2.2, colour=0.06, feather=0.10, noise=0.3),
-                Trace("FaceSwap", colour=0.3, feather=0.02, noise=1.0)),
+        traces=(Trace("Deepfakes", resolution=1.5, colour=0.03, feather=0.14, noise=0.6),
+                Trace("FaceSwap", colour=0.12, feather=0.04, noise=1.0)),
     ),
     "wilddeepfake": Domain(
         name="wilddeepfake", palette=((30, 30, 30), (230, 230, 230)), size=(0.36, 0.40),
