@@ -425,7 +425,7 @@ def section(result: dict) -> str:
         "(`-n`) of the default target: every table, figure and the report. A dry run reads no",
         "video, so empty files stand in for the real ones.",
         "",
-        *([f"The trees follow the layouts: the workflow's own readers",
+        *(["The trees follow the layouts: the workflow's own readers",
            f"(`daml.data.manifest.index_dataset`) index them as {result['readers']}.", ""]
           if result.get("readers") else []),
         f"Overlay: shards {shards}",

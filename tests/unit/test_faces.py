@@ -6,16 +6,14 @@ Faces come from the procedural renderer of the embedded benchmark
 
 from __future__ import annotations
 
-import io
 import math
-import tarfile
 
-import av
 import cv2
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
+from media import encode, make_tar, manifest_rows, png_bytes
 
 from daml import faces as FA
 from daml import frames as F
@@ -27,41 +25,12 @@ MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "spli
                     "path", "member", "target_id", "source_id"]
 
 
-def encode(path, frames, crf: int = 23):
-    """Encode RGB frames with libx264 (real H.264, as the embedded benchmark does)."""
-    height, width = frames[0].shape[:2]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    ok, data = cv2.imencode(".png", image[..., ::-1])
-    assert ok
-    return data.tobytes()
 
 
-def make_tar(path, files: dict[str, bytes]):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
-def manifest_rows(paths: dict, dataset="ffpp", compression="c23", member=""):
-    return [dict(key=f"{dataset}/{compression}/real/{video}", dataset=dataset,
-                 technique="real", compression=compression, video=video, split="train",
-                 label=0, path=str(path), member=member, target_id=video, source_id="")
-            for video, path in paths.items()]
 
 
 @pytest.fixture(scope="module")

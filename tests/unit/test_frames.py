@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import zlib
 
 import av
 import numpy as np
 import pandas as pd
 import pytest
+from media import encode, make_tar, manifest_rows, png_bytes
 
 from daml import frames as F
 from daml.errors import DamlError
@@ -28,38 +27,10 @@ def noise_frames(n: int, width: int = 64, height: int = 48, seed: int = 0) -> li
     return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(n)]
 
 
-def encode(path, frames, crf: int = 23, container_options=None, fps: int = 25):
-    """Encode RGB frames with libx264 (real H.264, as the embedded benchmark does)."""
-    height, width = frames[0].shape[:2] if frames else (48, 64)
-    with av.open(str(path), "w", options=container_options or {}) as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"crf": str(crf)}
-        if not frames:
-            container.start_encoding()
-        for image in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    import cv2
-
-    ok, data = cv2.imencode(".png", image[..., ::-1])
-    assert ok
-    return data.tobytes()
 
 
-def make_tar(path, files: dict[str, bytes]):
-    with tarfile.open(path, "w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return path
 
 
 # --- sample_indices -------------------------------------------------------------------------
@@ -220,13 +191,6 @@ def test_sequence_errors(tmp_path):
 
 # --- extract_shard ----------------------------------------------------------------------------
 
-def manifest_rows(paths: dict[str, object], dataset="ffpp", compression="c23", member=""):
-    rows = []
-    for video, path in paths.items():
-        rows.append(dict(key=f"{dataset}/{compression}/real/{video}", dataset=dataset,
-                         technique="real", compression=compression, video=video, split="train",
-                         label=0, path=str(path), member=member, target_id=video, source_id=""))
-    return rows
 
 
 def test_extract_shard_writes_folder_and_skips_bad_videos(tmp_path):
