@@ -243,3 +243,37 @@ def test_broken_videos_are_skipped_and_counted(tiny_run, tmp_path):
         assert whole.key.str.endswith(f"/real/{video.stem}").any(), (video.name, skips)
     assert len(whole) >= 3
     assert not (work / "results/synthetic").exists()  # a user's root is read, never generated
+
+
+def test_killed_face_shard_reruns_cleanly(tiny_run, tmp_path):
+    """Kill Snakemake while a face shard is being made; the rerun gives the same shard."""
+    import numpy as np
+
+    work = tmp_path / "work"
+    for part in ("synthetic", "data"):
+        shutil.copytree(tiny_run / "results" / part, work / "results" / part, copy_function=shutil.copy2)
+    shard = "results/faces/ffpp-c23/shard000"
+    command = [
+        sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
+        "--directory", str(work), "--configfile", str(REPO / "config.yaml"), str(TINY_CONFIG),
+        "--cores", "2", f"{shard}.csv",  # as the reference run: same detector threads
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    frames = work / "results/frames/ffpp-c23/shard000"
+    deadline = time.monotonic() + 300
+    while not frames.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert process.poll() is None, "the shard finished before it could be interrupted"
+    os.killpg(process.pid, signal.SIGKILL)  # frames extracted, faces being aligned
+    process.wait(timeout=60)
+
+    snakemake(work, "--unlock")
+    snakemake(work, "--cores", "2", "--rerun-incomplete", f"{shard}.csv")
+    for suffix in (".csv", ".skips.csv"):
+        assert (work / f"{shard}{suffix}").read_text() == (tiny_run / f"{shard}{suffix}").read_text()
+    with np.load(work / f"{shard}.npz") as again, np.load(tiny_run / f"{shard}.npz") as first:
+        assert np.array_equal(again["crops"], first["crops"])
+    # a killed attempt can leave only hidden temporary files (".shard000.npz.XXXX"), never a
+    # file under an output's name
+    visible = sorted(p.name for p in (work / "results/faces/ffpp-c23").iterdir() if not p.name.startswith("."))
+    assert visible == ["shard000.csv", "shard000.npz", "shard000.skips.csv"]

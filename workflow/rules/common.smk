@@ -74,13 +74,13 @@ def face_shards(faceset):
 
 
 def used_facesets():
-    """Face sets some source or target needs, in a stable order."""
-    names = {d["faceset"] for d in config["sources"].values()}
-    names |= {
-        config["targets"][e["target"]]["faceset"]
-        for rows in config["tables"].values()
-        for e in rows
-    }
+    """Face sets that some table row or figure trains or tests on, in a stable order."""
+    rows = [e for entries in config["tables"].values() for e in entries]
+    fig = config["figures"]
+    sources = {e["source"] for e in rows} | {fig["curves_source"], fig["shots_source"]}
+    targets = {e["target"] for e in rows} | set(fig["shots_targets"])
+    names = {config["sources"][s]["faceset"] for s in sources}
+    names |= {config["targets"][t]["faceset"] for t in targets}
     return [f for f in FACESETS if f in names]
 
 
