@@ -31,7 +31,6 @@ DISTRIBUTION = {
     "seaborn": "seaborn",
     "skimage": "scikit-image",
     "sklearn": "scikit-learn",
-    "tabulate": "tabulate",
     "torch": "pytorch",
     "tqdm": "tqdm",
     "yaml": "pyyaml",
