@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from pathlib import Path
 
 import av
 import numpy as np
@@ -36,7 +37,8 @@ def png_bytes(image: np.ndarray) -> bytes:
 
 
 def make_tar(path, files: dict[str, bytes]):
-    """A tar.gz archive holding `files` (member name -> content)."""
+    """A tar.gz archive holding `files` (member name -> content); its folder is created."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as tar:
         for name, data in files.items():
             info = tarfile.TarInfo(name)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
 import struct
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from media import make_tar
 
 from daml.data import manifest as mf
 from daml.data.manifest import IndexSettings, carve_validation, index_dataset, summarise
@@ -50,15 +50,6 @@ def png_bytes(height=4, width=4) -> bytes:
         + chunk(b"IEND", b"")
     )
 
-
-def write_tar_gz(path: Path, members: dict[str, bytes]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tarfile.open(path, "w:gz") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return path
 
 
 # ---------------------------------------------------------------- tree builders
@@ -121,13 +112,13 @@ def make_dfdc(root: Path) -> Path:
 
 def make_wilddeepfake(root: Path) -> Path:
     png = png_bytes()
-    write_tar_gz(
+    make_tar(
         root / "real_train/1.tar.gz",
         {"1/real/0/0.png": png, "1/real/0/1.png": png, "1/real/1/0.png": png},
     )
-    write_tar_gz(root / "fake_train/2.tar.gz", {"2/fake/0/0.png": png, "2/fake/0/1.png": png})
-    write_tar_gz(root / "real_test/3.tar.gz", {"3/real/7/0.png": png})
-    write_tar_gz(root / "fake_test/4.tar.gz", {"4/fake/0/0.png": png, "4/fake/5/0.png": png})
+    make_tar(root / "fake_train/2.tar.gz", {"2/fake/0/0.png": png, "2/fake/0/1.png": png})
+    make_tar(root / "real_test/3.tar.gz", {"3/real/7/0.png": png})
+    make_tar(root / "fake_test/4.tar.gz", {"4/fake/0/0.png": png, "4/fake/5/0.png": png})
     return root
 
 
@@ -379,19 +370,19 @@ def wild_unreadable(root):
 
 
 def wild_no_png(root):
-    return write_tar_gz(root / "real_test/8.tar.gz", {"8/real/0/notes.txt": b"hi"}), "no PNG"
+    return make_tar(root / "real_test/8.tar.gz", {"8/real/0/notes.txt": b"hi"}), "no PNG"
 
 
 def wild_duplicate_key(root):
     png = png_bytes()
-    path = write_tar_gz(
+    path = make_tar(
         root / "fake_train/6.tar.gz", {"6/fake/0/0.png": png, "x/fake/0/0.png": png}
     )
     return f"{path}::6/fake/0", "duplicate key wilddeepfake/none/wild-fake/fake_train/6/0"
 
 
 def wild_wrong_class(root):
-    path = write_tar_gz(root / "real_train/7.tar.gz", {"7/fake/0/0.png": png_bytes()})
+    path = make_tar(root / "real_train/7.tar.gz", {"7/fake/0/0.png": png_bytes()})
     return f"{path}::7/fake/0", "not under <N>/real/"
 
 
@@ -580,7 +571,7 @@ def test_carving_wilddeepfake_by_archive(tmp_path):
     for n in range(12):
         folder = "real_train" if n % 2 else "fake_train"
         kind = "real" if n % 2 else "fake"
-        write_tar_gz(
+        make_tar(
             root / f"{folder}/{n}.tar.gz", {f"{n}/{kind}/{s}/0.png": png for s in range(3)}
         )
     manifest, _ = index_dataset("wilddeepfake", root, settings(val_fraction=0.4, seed=1))
