@@ -3,7 +3,7 @@
 Description:
     1. Frames per second of `daml.evaluate.predict` (eval mode, no_grad, batched) on
        random uint8 faces, at `--image-size`.
-    2. Time per iteration of the training data path (`daml.train.sample_batch`: draw a
+    2. Time per iteration of the training data path (`daml.graphed.task_inputs`: draw a
        meta-batch of task indices, gather the uint8 faces, normalise to float
        channels-last) against the time of one meta-step (`daml.meta.meta_step`) on that
        batch: the loader must be a small fraction of the step.
@@ -26,7 +26,7 @@ from daml import meta
 from daml.evaluate import predict
 from daml.model import autocast, build_model, resolve_device, resolve_precision
 from daml.tasks import TaskSampler, build_tasks
-from daml.train import sample_batch
+from daml.graphed import task_inputs
 
 TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
 
@@ -86,8 +86,8 @@ def main(argv=None):
         args.batch,
         seed=0,
     )
-    t_data = timed(lambda: sample_batch(sampler, images, device), max(args.repeats, 20))
-    batch = sample_batch(sampler, images, device)
+    t_data = timed(lambda: task_inputs(sampler.sample(), images), max(args.repeats, 20))
+    batch = task_inputs(sampler.sample(), images)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     make = (lambda: autocast(device, dtype)) if dtype is not None else None

@@ -137,7 +137,92 @@ def adapt(
     return fast
 
 
-def _check_finite(losses: torch.Tensor, names: Sequence[str], iteration: int) -> None:
+def meta_backward(
+    model: nn.Module,
+    tasks: Sequence[TaskData],
+    method: str,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool,
+    autocast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Accumulate one batch's DAML or MAML meta-gradient into the parameters' `.grad`.
+
+    Algorithm 1, lines 3-9, without the optimizer step and without a single host-device
+    synchronisation, so that `daml.graphed` can capture it in a CUDA graph.
+
+    Arguments:
+        model: Conv-4 in train mode (its `.grad` are added to; zero them before).
+        tasks: support and query batches of each sampled task.
+        method: "daml" or "maml" (key of `OUTER_OBJECTIVES`).
+        inner_lr, inner_steps, first_order: the inner loop (`adapt`).
+        autocast: a context manager factory for mixed precision (None: fp32).
+
+    Returns:
+        (query losses (T,), meta-loss ()) as detached tensors on the model's device.
+    """
+    objective = OUTER_OBJECTIVES[method]
+    params = dict(model.named_parameters())
+    scratch = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    losses, terms = [], []
+    for task in tasks:
+        with autocast() if autocast else _null():
+            fast = adapt(
+                model,
+                params,
+                task.support,
+                task.support_labels,
+                inner_lr,
+                inner_steps,
+                first_order,
+                scratch,
+            )
+            logits = functional_call(model, {**fast, **scratch}, (task.query,))
+        query_loss = loss_fn(logits, task.query_labels).reshape(1)
+        # both objectives are sums of per-task terms, so each task's term can be
+        # backpropagated at once: its graph is freed before the next task is built
+        term = objective(query_loss)
+        term.backward()
+        losses.append(query_loss.detach())
+        terms.append(term.detach())
+    return torch.cat(losses), torch.stack(terms).sum()
+
+
+def erm_backward(
+    model: nn.Module,
+    tasks: Sequence[TaskData],
+    method: str,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool,
+    autocast=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gradient of the supervised loss on the pooled support and query faces of all tasks.
+
+    Same signature and return as `meta_backward` (the inner-loop arguments are ignored).
+    Batch norm uses the pooled batch and updates its running statistics as usual.
+    """
+    images = torch.cat([t for task in tasks for t in (task.support, task.query)])
+    labels = torch.cat([t for task in tasks for t in (task.support_labels, task.query_labels)])
+    with autocast() if autocast else _null():
+        loss = loss_fn(model(images), labels)
+    loss.backward()
+    return loss.detach().reshape(1), loss.detach()
+
+
+BACKWARDS = {"daml": meta_backward, "maml": meta_backward, "erm": erm_backward}
+
+
+def make_record(method: str, names: Sequence[str], losses: torch.Tensor, meta_loss) -> StepRecord:
+    """The logged form of one iteration (CPU values; reading them synchronises)."""
+    losses = losses.detach().float().cpu()
+    return StepRecord(
+        list(names), losses.tolist(), task_weights(method, losses).tolist(), float(meta_loss)
+    )
+
+
+def check_finite(losses: torch.Tensor, names: Sequence[str], iteration: int) -> None:
+    """Stop with the iteration and the first task whose loss is NaN or infinite."""
     bad = ~torch.isfinite(losses.detach())
     if bad.any():
         task = names[int(bad.nonzero()[0, 0])]
@@ -145,6 +230,28 @@ def _check_finite(losses: torch.Tensor, names: Sequence[str], iteration: int) ->
             f"non-finite loss at iteration {iteration} in task {task!r}; training stopped and "
             "no model written: lower train.inner_lr / train.meta_lr or check the face shards"
         )
+
+
+def _eager_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tasks: Sequence[TaskData],
+    method: str,
+    inner_lr: float,
+    inner_steps: int,
+    first_order: bool,
+    iteration: int,
+    autocast=None,
+) -> StepRecord:
+    optimizer.zero_grad(set_to_none=True)
+    backward = BACKWARDS[method]
+    losses, meta_loss = backward(
+        model, tasks, method, inner_lr, inner_steps, first_order, autocast
+    )
+    names = ["pooled"] if backward is erm_backward else [task.name for task in tasks]
+    check_finite(losses, names, iteration)  # before the step: the weights stay finite
+    optimizer.step()
+    return make_record(method, names, losses, meta_loss)
 
 
 def meta_step(
@@ -170,41 +277,13 @@ def meta_step(
         autocast: a context manager factory for mixed precision (None: fp32).
 
     Returns:
-        `StepRecord` with each task's query loss, its weight and the meta-loss.
+        `StepRecord` with each task's query loss, its weight and the meta-loss. A
+        non-finite query loss raises `DamlError` before the optimizer step.
     """
-    objective = OUTER_OBJECTIVES[method]
-    optimizer.zero_grad(set_to_none=True)
-    params = dict(model.named_parameters())
-    scratch = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    losses, meta_loss = [], 0.0
-    for task in tasks:
-        with autocast() if autocast else _null():
-            fast = adapt(
-                model,
-                params,
-                task.support,
-                task.support_labels,
-                inner_lr,
-                inner_steps,
-                first_order,
-                scratch,
-            )
-            logits = functional_call(model, {**fast, **scratch}, (task.query,))
-        query_loss = loss_fn(logits, task.query_labels).reshape(1)
-        _check_finite(query_loss, [task.name], iteration)
-        # both objectives are sums of per-task terms, so each task's term can be
-        # backpropagated at once: its graph is freed before the next task is built
-        term = objective(query_loss)
-        term.backward()
-        meta_loss += float(term.detach())
-        losses.append(query_loss.detach())
-    query_losses = torch.cat(losses)
-    optimizer.step()
-    return StepRecord(
-        [task.name for task in tasks],
-        query_losses.tolist(),
-        task_weights(method, query_losses).tolist(),
-        meta_loss,
+    if method not in OUTER_OBJECTIVES:
+        raise DamlError(f"method={method!r}: meta_step takes one of {sorted(OUTER_OBJECTIVES)}")
+    return _eager_step(
+        model, optimizer, tasks, method, inner_lr, inner_steps, first_order, iteration, autocast
     )
 
 
@@ -222,19 +301,11 @@ def erm_step(
     """Plain supervised step on the pooled support and query faces of all sampled tasks.
 
     Same signature as `meta_step` (the inner-loop arguments are ignored), so the training
-    loop swaps only this function. Batch norm uses the pooled batch and updates its
-    running statistics as usual.
+    loop swaps only this function.
     """
-    optimizer.zero_grad(set_to_none=True)
-    images = torch.cat([t for task in tasks for t in (task.support, task.query)])
-    labels = torch.cat([t for task in tasks for t in (task.support_labels, task.query_labels)])
-    with autocast() if autocast else _null():
-        loss = loss_fn(model(images), labels)
-    _check_finite(loss.reshape(1), ["pooled"], iteration)
-    loss.backward()
-    optimizer.step()
-    value = float(loss.detach())
-    return StepRecord(["pooled"], [value], [1.0], value)
+    return _eager_step(
+        model, optimizer, tasks, "erm", inner_lr, inner_steps, first_order, iteration, autocast
+    )
 
 
 STEPS = {"daml": meta_step, "maml": meta_step, "erm": erm_step}

@@ -42,7 +42,8 @@ from tqdm import tqdm
 from daml import meta
 from daml.errors import DamlError
 from daml.evaluate import predict
-from daml.facedata import Faces, load_faces, to_input
+from daml.facedata import Faces, load_faces
+from daml.graphed import EagerStep, GraphedStep
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
 from daml.model import autocast, build_model, configure_threads, resolve_device, resolve_precision
@@ -53,7 +54,7 @@ log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]
 VALIDATION_COLUMNS = ["iteration", "auc", "acc", "loss"]
 # settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "log_every", "threads")
+RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "log_every", "threads", "cuda_graph")
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,8 @@ class TrainSettings:
         device (str): "auto", "cpu", "cuda" or "cuda:N".
         precision (str): "fp32", "bf16" or "auto" (bf16 where the hardware has it).
         threads (int): CPU threads for torch (0 = torch default).
+        cuda_graph (bool): on a CUDA device, replay each iteration as a CUDA graph
+            (`daml.graphed`); ignored on a CPU.
     """
 
     image_size: int
@@ -103,20 +106,7 @@ class TrainSettings:
     device: str
     precision: str
     threads: int
-
-
-def sample_batch(sampler: TaskSampler, images: torch.Tensor, device: torch.device) -> list:
-    """Draw one meta-batch and turn it into network inputs on `device` (the data path)."""
-    return [
-        meta.TaskData(
-            b.name,
-            to_input(images[b.support.to(device)]),
-            b.support_labels.to(device),
-            to_input(images[b.query.to(device)]),
-            b.query_labels.to(device),
-        )
-        for b in sampler.sample()
-    ]
+    cuda_graph: bool
 
 
 def _fingerprint(shards, source, method, seed, settings: TrainSettings) -> str:
@@ -252,7 +242,12 @@ def train_model(
     train_images = train_faces.images.to(device)
 
     model = build_model(settings.image_size, seed).to(device, memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.meta_lr)
+    graphed = settings.cuda_graph and device.type == "cuda"
+    # a graph replays Adam's update, so its step count must live on the GPU (capturable);
+    # the eager GPU path uses the same Adam, so both do the same arithmetic
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.meta_lr, capturable=device.type == "cuda"
+    )
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, settings.lr_decay_every, settings.lr_decay_factor
     )
@@ -266,8 +261,7 @@ def train_model(
             or state
         )
 
-    step = meta.STEPS[method]
-    make_autocast = (lambda: autocast(device, dtype)) if dtype is not None else None
+    runner = _runner(graphed, model, optimizer, method, train_images, device, dtype, settings)
     model.train()
     progress = tqdm(
         range(state["iteration"] + 1, settings.iterations + 1),
@@ -277,29 +271,34 @@ def train_model(
         mininterval=5,
     )
     for iteration in progress:
-        batch = sample_batch(sampler, train_images, device)
-        lr = scheduler.get_last_lr()[0]
-        record = step(
-            model,
-            optimizer,
-            batch,
-            method,
-            settings.inner_lr,
-            settings.inner_steps,
-            settings.first_order,
-            iteration,
-            make_autocast,
-        )
+        runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
         scheduler.step()
-        for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
-            state["history"].append((iteration, name, loss, weight, record.meta_loss, lr))
-        if iteration % settings.log_every == 0:
+        log_now = iteration % settings.log_every == 0
+        validate_now = iteration % settings.validate_every == 0
+        checkpoint_now = (
+            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
+        )
+        if not (log_now or validate_now or checkpoint_now):
+            continue
+        # the graphed runner reads its losses here, and stops on a non-finite one
+        # before anything is validated or saved
+        for step_iteration, lr, record in runner.drain():
+            for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
+                state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
+        if log_now:
             log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
-        if iteration % settings.validate_every == 0:
+        if validate_now:
             _validate_and_select(state, iteration, model, val_faces, device, dtype, settings)
-        if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+        if checkpoint_now:
             _save_checkpoint(
-                checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler, sampler
+                checkpoint_path,
+                fingerprint,
+                state,
+                iteration,
+                model,
+                optimizer,
+                scheduler,
+                sampler,
             )
     progress.close()
     if settings.iterations % settings.validate_every != 0 or state["best"] is None:
@@ -323,6 +322,35 @@ def train_model(
         torch.save(payload, tmp)
     log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
     return {"best_iteration": best["iteration"], **best["row"]}
+
+
+def _runner(graphed, model, optimizer, method, images, device, dtype, settings):
+    """The step runner: CUDA-graph replay (`graphed`) or the eager step."""
+    if graphed:
+        return GraphedStep(
+            model,
+            optimizer,
+            method,
+            images,
+            settings.tasks_per_batch,
+            settings.support_size,
+            settings.query_size,
+            settings.inner_lr,
+            settings.inner_steps,
+            settings.first_order,
+            dtype,
+        )
+    make_autocast = (lambda: autocast(device, dtype)) if dtype is not None else None
+    return EagerStep(
+        model,
+        optimizer,
+        method,
+        images,
+        settings.inner_lr,
+        settings.inner_steps,
+        settings.first_order,
+        make_autocast,
+    )
 
 
 def _validate_and_select(state, iteration, model, val_faces, device, dtype, settings) -> None:
