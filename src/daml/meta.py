@@ -20,6 +20,11 @@ Description:
     not worth a second code path); torch.func.vmap was slower still (design.md section 8).
     benchmarks/bench_meta.py checks this loop against a learn2learn-style clone loop.
 
+    `meta_backward` and `erm_backward` compute an iteration's gradient without reading
+    anything back to the host, so `daml.graphed` can capture them in a CUDA graph;
+    `meta_step` and `erm_step` wrap them with the finiteness check, the optimizer step and
+    the record (the eager path).
+
     ERM shares the data, backbone, optimizer, checkpoint and logging and swaps only the
     step: one supervised step on the pooled support and query faces of the same sampled
     tasks (the same number of faces per iteration as the meta-step).
