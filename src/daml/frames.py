@@ -35,6 +35,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from daml.errors import DamlError
+from daml.io import remove_stale
 
 log = logging.getLogger(__name__)
 
@@ -422,8 +423,8 @@ def extract_shard(manifest_csv, out_dir, dataset: str, compression: str, shard: 
                         "the index_dataset rule")
     rows = select_shard(manifest, dataset, compression, shard, n_shards)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(out_dir, rf"\.{re.escape(out_dir.name)}\.tmp\d+")  # killed attempts
     tmp = out_dir.parent / f".{out_dir.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save = np.savez_compressed if settings.compress else np.savez
     index = []

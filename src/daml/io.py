@@ -1,17 +1,25 @@
 """Atomic file output: a killed job never leaves a file that looks complete.
 
 Every writer in the package goes through `atomic_path`: it yields a temporary name in the
-destination folder and renames it over the destination only when the block succeeds.
+destination folder and renames it over the destination only when the block succeeds. A job
+killed inside the block leaves its hidden temporary behind; the next write of the same
+destination removes it (`remove_stale`): Snakemake never runs two jobs for one output, so
+a temporary of that destination that already exists belongs to a dead attempt.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -27,9 +35,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     """
     final = Path(path)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        dir=final.parent, prefix=f".{final.name}.", suffix=suffix or final.suffix or ".tmp"
-    )
+    suffix = suffix or final.suffix or ".tmp"
+    # mkstemp's names: prefix, 8 characters of [a-z0-9_], suffix
+    remove_stale(final, rf"\.{re.escape(final.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")
+    fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=suffix)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -38,6 +47,23 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def remove_stale(final: Path, pattern: str) -> list[Path]:
+    """Remove the files or folders beside `final` whose whole name matches `pattern`.
+
+    For the temporaries of `final` that a killed attempt left; returns what was removed.
+    """
+    removed = []
+    for entry in final.parent.iterdir():
+        if re.fullmatch(pattern, entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            log.warning("%s: removed, left by a killed attempt at %s", entry, final.name)
+            removed.append(entry)
+    return removed
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -203,6 +203,9 @@ def test_extract_shard_writes_folder_and_skips_bad_videos(tmp_path):
     manifest = tmp_path / "manifest.csv"
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(manifest, index=False)
     settings = F.FrameSettings(per_video=4, max_side=32, compress=False)
+    stale = tmp_path / "frames" / ".shard0.tmp99999"  # a killed attempt's half-written folder
+    stale.mkdir(parents=True)
+    (stale / "index.csv").write_text("half")
     seen = []
     for shard in range(2):
         out = tmp_path / "frames" / f"shard{shard}"
