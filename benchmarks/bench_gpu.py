@@ -26,7 +26,6 @@ Description:
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import logging

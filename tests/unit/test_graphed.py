@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from daml import meta
 from daml.errors import DamlError
 from daml.graphed import EagerStep, GraphedStep, task_inputs
 from daml.model import build_model
