@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 
+from daml.config import schema_defaults
 from daml.graphed import EagerStep, GraphedStep, task_inputs
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
@@ -102,12 +102,6 @@ def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int
         pd.DataFrame(rows[s]).to_csv(path.with_suffix(".csv"), index=False)
         paths.append(path)
     return paths
-
-
-def schema_train_defaults() -> dict:
-    schema = yaml.safe_load((REPO / "workflow/schemas/config.schema.yaml").read_text())
-    section = schema["properties"]["train"]["properties"]
-    return {name: spec["default"] for name, spec in section.items()}
 
 
 def make_runner(name, model, images, args):
@@ -239,7 +233,7 @@ class LoopTimer(logging.Handler):
 
 
 def schedule_part(args, device) -> dict:
-    defaults = schema_train_defaults()
+    defaults = schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["train"]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
