@@ -152,8 +152,9 @@ class GraphedStep:
         )
         self._host = torch.zeros((RING, *self.index.shape), dtype=torch.int64).pin_memory()
         self._copied: list[torch.cuda.Event | None] = [None] * RING
-        self.labels = [self._labels(size) for size in self.sizes]
-        self._labels_device = [labels.to(device) for labels in self.labels]
+        # the graph holds the labels: taken from the first batch, required of every other
+        self.labels: list[torch.Tensor] | None = None
+        self._labels_device: list[torch.Tensor] = []
         self.losses = torch.zeros(
             1 if method == "erm" else tasks_per_batch, dtype=torch.float32, device=device
         )
@@ -163,12 +164,6 @@ class GraphedStep:
         self.graph: torch.cuda.CUDAGraph | None = None
         self._steps = 0
         self._pending: list[tuple[int, float, list[str], torch.Tensor, torch.Tensor]] = []
-
-    @staticmethod
-    def _labels(size: int) -> torch.Tensor:
-        # the sampler's balanced batches: fakes first (`TaskSampler._balanced`)
-        fakes = size // 2
-        return torch.cat([torch.ones(fakes), torch.zeros(size - fakes)])
 
     def _stage(self, batch: Sequence[TaskBatch]) -> None:
         """Copy the batch's indices into the graph's index buffer through the pinned ring."""
@@ -181,12 +176,18 @@ class GraphedStep:
             self._copied[slot].synchronize()  # that slot's previous copy has been read
         host = self._host[slot]
         support = self.sizes[0]
+        if self.labels is None:
+            self.labels = [batch[0].support_labels.clone(), batch[0].query_labels.clone()]
+            self._labels_device = [labels.to(self.index.device) for labels in self.labels]
         for row, task in enumerate(batch):
             if not (
                 torch.equal(task.support_labels, self.labels[0])
                 and torch.equal(task.query_labels, self.labels[1])
             ):
-                raise ValueError("GraphedStep needs balanced batches with the fakes first")
+                raise ValueError(
+                    "GraphedStep needs every task's labels in the same order (the graph holds "
+                    "them); the sampler's balanced batches put the fakes first"
+                )
             host[row, :support] = task.support
             host[row, support:] = task.query
         self.index.copy_(host, non_blocking=True)
