@@ -92,7 +92,7 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     make = (lambda: autocast(device, dtype)) if dtype is not None else None
     t_step = timed(
-        lambda: meta.meta_step(model, optimizer, batch, "daml", 0.01, 1, True, 1, make),
+        lambda: meta.meta_step(model, optimizer, batch, meta.daml_objective, 0.01, 1, True, 1, make),
         args.repeats,
     )
     result = {

@@ -40,8 +40,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from daml.adapt import AdaptSettings
 from daml.config import schema_defaults
 from daml.graphed import EagerStep, GraphedStep, task_inputs
+from daml.meta import daml_objective
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
 from daml.train import TrainSettings, train_model
@@ -76,7 +78,9 @@ def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int
     for split, count in videos.items():
         for v in range(count):
             for technique in ["real", *TECHNIQUES]:
-                video = f"{split}{v:04d}" + ("" if technique == "real" else f"_{v + 5000:04d}")
+                target = f"{split}{v:04d}"
+                source = "" if technique == "real" else f"{split}{v + 5000:04d}"
+                video = target + (f"_{source}" if source else "")
                 key = f"ffpp/c23/{technique}/{video}"
                 shard = zlib.crc32(key.encode()) % shards
                 crops[shard].append(synthetic_faces(frames, size, technique, rng))
@@ -90,6 +94,8 @@ def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int
                             video=video,
                             split=split,
                             label=int(technique != "real"),
+                            target_id=target,
+                            source_id=source,
                             frame=f,
                             score=0.99,
                             how="detected",
@@ -111,7 +117,7 @@ def make_runner(name, model, images, args):
         return GraphedStep(
             model,
             optimizer,
-            "daml",
+            daml_objective,
             images,
             args.tasks,
             args.batch,
@@ -122,7 +128,7 @@ def make_runner(name, model, images, args):
             dtype,
         )
     make = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else None
-    return EagerStep(model, optimizer, "daml", images, 0.01, 1, True, make)
+    return EagerStep(model, optimizer, daml_objective, images, 0.01, 1, True, make)
 
 
 def sync(device):
@@ -233,7 +239,9 @@ class LoopTimer(logging.Handler):
 
 
 def schedule_part(args, device) -> dict:
-    defaults = schema_defaults(REPO / "workflow/schemas/config.schema.yaml")["train"]
+    schema = schema_defaults(REPO / "workflow/schemas/config.schema.yaml")
+    defaults = schema["train"]
+    selection = AdaptSettings(**{**schema["adapt"], "threads": 0})
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -267,6 +275,7 @@ def schedule_part(args, device) -> dict:
                 "daml",
                 0,
                 settings,
+                selection,
                 out / "model.pt",
                 out / "history.csv",
                 out / "validation.csv",

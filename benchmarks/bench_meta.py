@@ -66,7 +66,8 @@ def reference_step(model, tasks, inner_lr, method):
 
 
 def ours_step(model, optimizer, tasks, inner_lr, method, make_autocast):
-    meta.meta_step(model, optimizer, tasks, method, inner_lr, 1, True, 1, make_autocast)
+    objective = meta.outer_objective(method)
+    meta.meta_step(model, optimizer, tasks, objective, inner_lr, 1, True, 1, make_autocast)
 
 
 def interleaved_medians(fns: dict, repeats: int, device) -> dict:

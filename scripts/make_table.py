@@ -12,4 +12,5 @@ with logs.to_file(snakemake.log[0]):
         snakemake.output.csv,
         snakemake.output.md,
         snakemake.output.tex,
+        predictions_paths=snakemake.input.predictions,
     )

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from daml import config, logs, train
+from daml import adapt, config, logs, train
 
 with logs.to_file(snakemake.log[0]):
     train.train_model(
@@ -11,6 +11,7 @@ with logs.to_file(snakemake.log[0]):
         snakemake.wildcards.method,
         int(snakemake.wildcards.seed),
         config.settings_from(train.TrainSettings, {**snakemake.params.settings, "threads": snakemake.threads}, "train"),
+        config.settings_from(adapt.AdaptSettings, {**snakemake.params.selection, "threads": snakemake.threads}, "adapt"),
         out_model=Path(snakemake.output.model),
         out_history=Path(snakemake.output.history),
         out_validation=Path(snakemake.output.validation),

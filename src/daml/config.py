@@ -56,7 +56,8 @@ def validate(config: dict, schema_path: str | Path) -> dict:
     """Validate `config` against the schema, fill in defaults and cross-check references.
 
     Arguments:
-        config: the parsed config (modified in place: defaults are filled in).
+        config: the parsed config (modified in place: defaults are filled in, and each
+            table row without `shots` gets `adapt.shots`).
         schema_path: workflow/schemas/config.schema.yaml.
 
     Returns:
@@ -74,6 +75,10 @@ def validate(config: dict, schema_path: str | Path) -> dict:
             + "\nFix these keys in config.yaml (or the --configfile you passed)."
         )
     cross_check(config)
+    for entries in config["tables"].values():
+        for entry in entries:  # a row without its own shots takes the meta-test default
+            if entry["shots"] is None:
+                entry["shots"] = config["adapt"]["shots"]
     return config
 
 

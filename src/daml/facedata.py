@@ -26,7 +26,20 @@ from daml.errors import DamlError
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label", "frame"]
+COLUMNS = [
+    "key",
+    "dataset",
+    "technique",
+    "compression",
+    "video",
+    "split",
+    "label",
+    "target_id",
+    "source_id",
+    "frame",
+]
+# identity columns are strings, empty where a layout publishes none
+TEXT_COLUMNS = {"key": str, "video": str, "target_id": str, "source_id": str}
 REAL = "real"
 
 
@@ -84,11 +97,52 @@ def select_rows(
     return mask
 
 
+def _read_shard_table(shard: Path) -> pd.DataFrame | None:
+    """The metadata CSV of one shard, checked; None for an empty shard."""
+    csv = shard_table_path(shard)
+    for path in (shard.with_suffix(".npz"), csv):
+        if not path.exists():
+            raise DamlError(f"{path}: face shard file missing; rerun the faces stage")
+    try:
+        table = pd.read_csv(csv, dtype=TEXT_COLUMNS, keep_default_na=False, na_values={})
+    except pd.errors.EmptyDataError:
+        log.warning("%s: empty face table; shard skipped", csv)
+        return None
+    missing = [c for c in COLUMNS if c not in table.columns]
+    if missing:
+        raise DamlError(f"{csv}: columns {missing} missing; rerun the faces stage")
+    return table
+
+
+def _typed(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    if not tables:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+    table = pd.concat(tables, ignore_index=True)
+    table["label"] = table["label"].astype(int)
+    table["frame"] = table["frame"].astype(int)
+    return table
+
+
+def load_table(
+    shards: Sequence[str | Path],
+    techniques: Sequence[str] | None = None,
+    splits: Iterable[str] | None = None,
+) -> pd.DataFrame:
+    """The metadata of the selected faces (as `load_faces`), without reading any crop."""
+    tables = []
+    for shard in map(Path, shards):
+        table = _read_shard_table(shard)
+        if table is not None:
+            tables.append(table.loc[select_rows(table, techniques, splits), COLUMNS])
+    return _typed(tables)
+
+
 def load_faces(
     shards: Sequence[str | Path],
     image_size: int,
     techniques: Sequence[str] | None = None,
     splits: Iterable[str] | None = None,
+    positions: Sequence[int] | None = None,
 ) -> Faces:
     """Load the selected faces of some shards, resized to `image_size`.
 
@@ -97,51 +151,49 @@ def load_faces(
         image_size: side of the resized square crops (antialiased bilinear).
         techniques: fake techniques to keep, plus every real face; None keeps all.
         splits: splits to keep (e.g. ["train"]); None keeps all.
+        positions: only these rows of what `load_table` gives for the same shards and
+            filters, in this order (None: all); only they are resized.
 
     Returns:
-        `Faces` in shard order, then row order. Raises `DamlError` naming the shard when a
-        file is missing or the CSV and the array disagree.
+        `Faces` in shard order, then row order (or in `positions` order). Raises
+        `DamlError` naming the shard when a file is missing or the CSV and the array disagree.
     """
+    wanted = None if positions is None else np.asarray(positions, dtype=np.int64)
     images, tables = [], []
-    for shard in shards:
-        shard = Path(shard)
-        csv = shard_table_path(shard)
-        npz = shard.with_suffix(".npz")
-        for path in (npz, csv):
-            if not path.exists():
-                raise DamlError(f"{path}: face shard file missing; rerun the faces stage")
-        try:
-            table = pd.read_csv(csv, dtype={"video": str, "key": str})
-        except pd.errors.EmptyDataError:
-            log.warning("%s: empty face table; shard skipped", csv)
+    offset = 0
+    for shard in map(Path, shards):
+        table = _read_shard_table(shard)
+        if table is None:
             continue
-        missing = [c for c in COLUMNS if c not in table.columns]
-        if missing:
-            raise DamlError(f"{csv}: columns {missing} missing; rerun the faces stage")
+        mask = select_rows(table, techniques, splits)
+        selected = np.flatnonzero(mask)
+        first, offset = offset, offset + len(selected)
+        if wanted is not None:
+            selected = selected[np.isin(np.arange(first, offset), wanted)]
+        if len(selected) == 0:
+            continue
+        npz = shard.with_suffix(".npz")
         with np.load(npz) as archive:
             if "crops" not in archive:
                 raise DamlError(f"{npz}: no `crops` array; rerun the faces stage")
-            mask = select_rows(table, techniques, splits)
-            if not mask.any():
-                continue
             crops = archive["crops"]  # read once: every access to an npz member reloads it
         if len(table) != crops.shape[0]:
             raise DamlError(
-                f"{npz}: {crops.shape[0]} crops but {len(table)} rows in {csv}; "
-                "rerun the faces stage for this shard"
+                f"{npz}: {crops.shape[0]} crops but {len(table)} rows in "
+                f"{shard_table_path(shard)}; rerun the faces stage for this shard"
             )
-        crops = crops[mask]
-        images.append(resize(torch.from_numpy(crops), image_size))
-        tables.append(table.loc[mask, COLUMNS])
-    if not tables:
-        return Faces(
-            torch.zeros((0, image_size, image_size, 3), dtype=torch.uint8),
-            pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}),
-        )
-    table = pd.concat(tables, ignore_index=True)
-    table["label"] = table["label"].astype(int)
-    table["frame"] = table["frame"].astype(int)
-    return Faces(torch.cat(images), table)
+        images.append(resize(torch.from_numpy(crops[selected]), image_size))
+        tables.append(table.iloc[selected][COLUMNS])
+    if not images:
+        faces = Faces(torch.zeros((0, image_size, image_size, 3), dtype=torch.uint8), _typed([]))
+    else:
+        faces = Faces(torch.cat(images), _typed(tables))
+    if wanted is None:
+        return faces
+    if wanted.size and (wanted.min() < 0 or wanted.max() >= offset):
+        raise DamlError(f"positions outside the {offset} selected faces of {len(shards)} shards")
+    # rows came out in ascending position order; restore the order asked for
+    return faces.subset(np.searchsorted(np.unique(wanted), wanted))
 
 
 def resize(crops: torch.Tensor, image_size: int, chunk: int = 1024) -> torch.Tensor:

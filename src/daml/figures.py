@@ -73,8 +73,10 @@ def caption(name: str, settings: FigureSettings | None = None) -> str:
                     f"DAML: sum of L·sigmoid(L), eq. 5). Each seed smoothed with {window}; line: mean "
                     "over seeds, band: lowest to highest seed; dotted lines: learning-rate drops."),
         "figure3": (f"Figure 3. Validation AUC and ACC (frame level) during meta-training, MAML against "
-                    f"DAML{source}, same data and schedule. Line: mean over seeds, band: lowest to "
-                    "highest seed."),
+                    f"DAML{source}, same data and schedule. Solid: the score model selection uses, "
+                    "of a copy fine-tuned by the meta-test rule on labelled faces of the source's train "
+                    "split; dashed: the same weights without fine-tuning. Line: mean over seeds, band: "
+                    "lowest to highest seed."),
         "figure_shots": ("Test AUC (frame level) against the number of labelled target samples used for "
                          "fine-tuning (0: no fine-tuning), per target and method. Line: mean over seeds, "
                          "band: lowest to highest seed."),
@@ -132,9 +134,13 @@ def _spread(series: Sequence[pd.Series]) -> pd.DataFrame:
 # drawing
 
 
-def _band(ax, stats: pd.DataFrame, method: str) -> None:
+def _band(ax, stats: pd.DataFrame, method: str, dashed: bool = False) -> None:
     color = PALETTE.get(method)
     label = METHOD_NAMES.get(method, method.upper())
+    if dashed:
+        ax.plot(stats.index, stats["mean"], color=color, label=f"{label}, no fine-tuning",
+                linewidth=1.0, linestyle="--")
+        return
     ax.plot(stats.index, stats["mean"], color=color, label=label, linewidth=1.6)
     if (stats["high"] > stats["low"]).any():
         ax.fill_between(stats.index, stats["low"], stats["high"], color=color, alpha=0.25, linewidth=0)
@@ -192,8 +198,11 @@ def figure3(validations: Mapping[str, Sequence[str | Path]], out_png: str | Path
             dpi: int, source: str = "") -> None:
     """Figure 3: validation AUC and ACC (percent) over iterations, mean and spread over seeds.
 
+    Solid lines are the selection score (auc, acc: after the meta-test fine-tuning), dashed
+    lines the weights as they are (theta_auc, theta_acc).
+
     Arguments:
-        validations: method -> validation.csv (iteration, auc, acc, loss) of each seed.
+        validations: method -> validation.csv (`daml.train.VALIDATION_COLUMNS`) of each seed.
         out_png, out_pdf: output files.
         dpi: PNG resolution.
         source: the training source, for the title.
@@ -203,9 +212,11 @@ def figure3(validations: Mapping[str, Sequence[str | Path]], out_png: str | Path
         fig = Figure(figsize=(8.0, 3.2))
         axes = fig.subplots(1, 2)
         for method, paths in validations.items():
-            frames = [_read_csv(p, ["iteration", "auc", "acc"]).set_index("iteration") for p in paths]
+            frames = [_read_csv(p, ["iteration", "auc", "acc", "theta_auc", "theta_acc"])
+                      .set_index("iteration") for p in paths]
             for ax, metric in zip(axes, ("auc", "acc")):
                 _band(ax, _spread([100.0 * f[metric] for f in frames]), method)
+                _band(ax, _spread([100.0 * f[f"theta_{metric}"] for f in frames]), method, dashed=True)
         for ax, label in zip(axes, ("validation AUC (%)", "validation ACC (%)")):
             ax.set_xlabel("meta-iteration")
             ax.set_ylabel(label)

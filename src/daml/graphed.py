@@ -6,7 +6,8 @@ Description:
     and updates the model; `drain()` returns the `StepRecord`s of the steps since the
     last drain, in order.
 
-    `EagerStep` gathers the faces, runs `daml.meta.STEPS[method]` and records at once; a
+    `EagerStep` gathers the faces, runs `daml.meta.meta_step` (or `erm_step` when the
+    objective is None) and records at once; a
     non-finite loss stops before the optimizer step. It runs everywhere.
 
     `GraphedStep` (CUDA only) exists because a Conv-4 meta-iteration on a GPU is
@@ -14,7 +15,7 @@ Description:
     several hundred small kernels, each launched from Python (design.md section 8;
     benchmarks/bench_gpu.py measures both). It captures one whole iteration once
     (gathering the support and query faces by index from the images held on the GPU,
-    `daml.meta.BACKWARDS[method]`, the Adam step) and replays it. Per iteration the host
+    `daml.meta.meta_backward` or `erm_backward`, the Adam step) and replays it. Per iteration the host
     only draws the task indices with the same sampler and random stream as the eager
     path, copies them through a ring of pinned buffers and launches the replay; it never
     waits for the device. The per-task losses stay on the GPU until `drain`, which reads
@@ -78,24 +79,25 @@ class EagerStep:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        method: str,
+        objective: meta.Objective | None,
         images: torch.Tensor,
         inner_lr: float,
         inner_steps: int,
         first_order: bool,
         autocast: Callable | None,
     ):
-        self.model, self.optimizer, self.method, self.images = model, optimizer, method, images
+        self.model, self.optimizer, self.objective, self.images = model, optimizer, objective, images
         self.inner = (inner_lr, inner_steps, first_order)
         self.autocast = autocast
         self._records: list[tuple[int, float, meta.StepRecord]] = []
 
     def step(self, batch: Sequence[TaskBatch], iteration: int, lr: float) -> None:
-        record = meta.STEPS[self.method](
+        step = meta.erm_step if self.objective is None else meta.meta_step
+        record = step(
             self.model,
             self.optimizer,
             task_inputs(batch, self.images),
-            self.method,
+            self.objective,
             *self.inner,
             iteration,
             self.autocast,
@@ -114,7 +116,7 @@ class GraphedStep:
     Arguments:
         model: Conv-4 on a CUDA device, in train mode.
         optimizer: Adam built with `capturable=True`.
-        method: "daml", "maml" or "erm".
+        objective: the outer objective (`daml.meta.outer_objective`; None for ERM).
         images: uint8 (N,S,S,3) faces on the model's device; indexed by the batches.
         tasks_per_batch, support_size, query_size: the batch shape every step must have.
         inner_lr, inner_steps, first_order: the inner loop (`daml.meta.adapt`).
@@ -126,7 +128,7 @@ class GraphedStep:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        method: str,
+        objective: meta.Objective | None,
         images: torch.Tensor,
         tasks_per_batch: int,
         support_size: int,
@@ -140,7 +142,7 @@ class GraphedStep:
         device = images.device
         if device.type != "cuda":
             raise ValueError("GraphedStep needs the images on a CUDA device")
-        self.model, self.optimizer, self.method, self.images = model, optimizer, method, images
+        self.model, self.optimizer, self.objective, self.images = model, optimizer, objective, images
         self.inner = (inner_lr, inner_steps, first_order)
         self.sizes = (support_size, query_size)
         self.warmup = warmup
@@ -156,7 +158,7 @@ class GraphedStep:
         self.labels: list[torch.Tensor] | None = None
         self._labels_device: list[torch.Tensor] = []
         self.losses = torch.zeros(
-            1 if method == "erm" else tasks_per_batch, dtype=torch.float32, device=device
+            1 if objective is None else tasks_per_batch, dtype=torch.float32, device=device
         )
         self.meta_loss = torch.zeros((), dtype=torch.float32, device=device)
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -208,9 +210,8 @@ class GraphedStep:
             for row in self.index
         ]
         self.optimizer.zero_grad(set_to_none=True)
-        losses, meta_loss = meta.BACKWARDS[self.method](
-            self.model, tasks, self.method, *self.inner, self.autocast
-        )
+        backward = meta.erm_backward if self.objective is None else meta.meta_backward
+        losses, meta_loss = backward(self.model, tasks, self.objective, *self.inner, self.autocast)
         self.optimizer.step()
         self.losses.copy_(losses)
         self.meta_loss.copy_(meta_loss)
@@ -245,7 +246,7 @@ class GraphedStep:
                 self._capture()  # records the work without running it
             self.graph.replay()
         self._steps += 1
-        names = ["pooled"] if self.method == "erm" else [task.name for task in batch]
+        names = ["pooled"] if self.objective is None else [task.name for task in batch]
         self._pending.append((iteration, lr, names, self.losses.clone(), self.meta_loss.clone()))
 
     def drain(self) -> list[tuple[int, float, meta.StepRecord]]:
@@ -262,5 +263,5 @@ class GraphedStep:
         records = []
         for (iteration, lr, names, _, _), row, meta_loss in zip(pending, losses, meta_losses):
             meta.check_finite(row, names, iteration)
-            records.append((iteration, lr, meta.make_record(self.method, names, row, meta_loss)))
+            records.append((iteration, lr, meta.make_record(self.objective, names, row, meta_loss)))
         return records

@@ -35,6 +35,7 @@ References:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -55,24 +56,65 @@ def maml_objective(query_losses: torch.Tensor) -> torch.Tensor:
 
 
 def daml_objective(query_losses: torch.Tensor) -> torch.Tensor:
-    """Eq. 5: L * sigmoid(L) = L / (1 + exp(-L)); hard tasks count up to twice as much."""
+    """Eq. 5 as printed: L * sigmoid(L) = L / (1 + exp(-L)), differentiated as a whole.
+
+    Its gradient weights task i by d/dL [L sigmoid(L)] = s + L s (1 - s) with s = sigmoid(L),
+    which grows from 0.5 at L = 0 past 1 for L > 1.3: hard tasks count more.
+    """
     return (query_losses * torch.sigmoid(query_losses)).sum()
 
 
-# Every outer objective is a sum of per-task terms f(L_i) (`meta_step` backpropagates
-# each task's term as soon as it is computed).
-OUTER_OBJECTIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "maml": maml_objective,
-    "daml": daml_objective,
+def daml_detached_objective(query_losses: torch.Tensor) -> torch.Tensor:
+    """Eq. 5 with sigmoid(L) read as a constant coefficient: the task weight is sigmoid(L).
+
+    The paper's prose calls the sigmoid a coefficient in [0.5, 1) that adjusts each task's
+    loss; treating it as a constant (no gradient through it) is that reading.
+    """
+    return (query_losses * torch.sigmoid(query_losses).detach()).sum()
+
+
+# Every outer objective is a sum of per-task terms f(L_i): `meta_backward` backpropagates
+# each task's term as soon as it is computed, and `task_weights` differentiates f itself.
+DAML_OBJECTIVES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "literal": daml_objective,
+    "detached": daml_detached_objective,
 }
-METHODS = ("daml", "maml", "erm")
+Objective = Callable[[torch.Tensor], torch.Tensor]
 
 
-def task_weights(method: str, query_losses: torch.Tensor) -> torch.Tensor:
-    """The per-task weight recorded in history.csv: sigmoid(L) for DAML, 1 otherwise."""
+def outer_objective(method: str, daml_weight: str = "literal") -> Objective | None:
+    """The outer objective of `method` (None for ERM, which has no outer loop).
+
+    Arguments:
+        method: "daml", "maml" or "erm".
+        daml_weight: "literal" (`daml_objective`) or "detached" (`daml_detached_objective`);
+            only read for DAML.
+    """
+    if method == "erm":
+        return None
+    if method == "maml":
+        return maml_objective
     if method == "daml":
-        return torch.sigmoid(query_losses.detach())
-    return torch.ones_like(query_losses)
+        if daml_weight not in DAML_OBJECTIVES:
+            raise DamlError(
+                f"train.daml_weight={daml_weight!r}: use one of {sorted(DAML_OBJECTIVES)}"
+            )
+        return DAML_OBJECTIVES[daml_weight]
+    raise DamlError(f"method={method!r}: use one of daml, maml, erm (config methods)")
+
+
+def task_weights(objective: Objective | None, query_losses: torch.Tensor) -> torch.Tensor:
+    """The weight each task's query gradient gets: d objective / d L_i, by autograd.
+
+    This is the number history.csv records. For MAML it is 1; for DAML it is
+    s + L s (1 - s) (literal) or s (detached), s = sigmoid(L); ERM (`objective` None): 1.
+    """
+    losses = query_losses.detach().to("cpu", torch.float64)
+    if objective is None:
+        return torch.ones_like(losses)
+    losses.requires_grad_(True)
+    (weights,) = torch.autograd.grad(objective(losses), losses)
+    return weights
 
 
 def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -145,7 +187,7 @@ def adapt(
 def meta_backward(
     model: nn.Module,
     tasks: Sequence[TaskData],
-    method: str,
+    objective: Objective,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
@@ -159,19 +201,18 @@ def meta_backward(
     Arguments:
         model: Conv-4 in train mode (its `.grad` are added to; zero them before).
         tasks: support and query batches of each sampled task.
-        method: "daml" or "maml" (key of `OUTER_OBJECTIVES`).
+        objective: the outer objective (`outer_objective`), a sum of per-task terms.
         inner_lr, inner_steps, first_order: the inner loop (`adapt`).
         autocast: a context manager factory for mixed precision (None: fp32).
 
     Returns:
         (query losses (T,), meta-loss ()) as detached tensors on the model's device.
     """
-    objective = OUTER_OBJECTIVES[method]
     params = dict(model.named_parameters())
     scratch = {name: buffer.clone() for name, buffer in model.named_buffers()}
     losses, terms = [], []
     for task in tasks:
-        with autocast() if autocast else _null():
+        with autocast() if autocast else contextlib.nullcontext():
             fast = adapt(
                 model,
                 params,
@@ -196,7 +237,7 @@ def meta_backward(
 def erm_backward(
     model: nn.Module,
     tasks: Sequence[TaskData],
-    method: str,
+    objective: Objective | None,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
@@ -204,25 +245,25 @@ def erm_backward(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the supervised loss on the pooled support and query faces of all tasks.
 
-    Same signature and return as `meta_backward` (the inner-loop arguments are ignored).
+    Same signature and return as `meta_backward` (the objective and the inner-loop
+    arguments are ignored).
     Batch norm uses the pooled batch and updates its running statistics as usual.
     """
     images = torch.cat([t for task in tasks for t in (task.support, task.query)])
     labels = torch.cat([t for task in tasks for t in (task.support_labels, task.query_labels)])
-    with autocast() if autocast else _null():
+    with autocast() if autocast else contextlib.nullcontext():
         loss = loss_fn(model(images), labels)
     loss.backward()
     return loss.detach().reshape(1), loss.detach()
 
 
-BACKWARDS = {"daml": meta_backward, "maml": meta_backward, "erm": erm_backward}
-
-
-def make_record(method: str, names: Sequence[str], losses: torch.Tensor, meta_loss) -> StepRecord:
+def make_record(
+    objective: Objective | None, names: Sequence[str], losses: torch.Tensor, meta_loss
+) -> StepRecord:
     """The logged form of one iteration (CPU values; reading them synchronises)."""
     losses = losses.detach().float().cpu()
     return StepRecord(
-        list(names), losses.tolist(), task_weights(method, losses).tolist(), float(meta_loss)
+        list(names), losses.tolist(), task_weights(objective, losses).tolist(), float(meta_loss)
     )
 
 
@@ -241,7 +282,7 @@ def _eager_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     tasks: Sequence[TaskData],
-    method: str,
+    objective: Objective | None,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
@@ -249,21 +290,21 @@ def _eager_step(
     autocast=None,
 ) -> StepRecord:
     optimizer.zero_grad(set_to_none=True)
-    backward = BACKWARDS[method]
+    backward = erm_backward if objective is None else meta_backward
     losses, meta_loss = backward(
-        model, tasks, method, inner_lr, inner_steps, first_order, autocast
+        model, tasks, objective, inner_lr, inner_steps, first_order, autocast
     )
-    names = ["pooled"] if backward is erm_backward else [task.name for task in tasks]
+    names = ["pooled"] if objective is None else [task.name for task in tasks]
     check_finite(losses, names, iteration)  # before the step: the weights stay finite
     optimizer.step()
-    return make_record(method, names, losses, meta_loss)
+    return make_record(objective, names, losses, meta_loss)
 
 
 def meta_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     tasks: Sequence[TaskData],
-    method: str,
+    objective: Objective,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
@@ -276,19 +317,19 @@ def meta_step(
         model: Conv-4 in train mode.
         optimizer: meta-optimizer (Adam, beta = meta learning rate).
         tasks: support and query batches of each sampled task.
-        method: "daml" or "maml" (key of `OUTER_OBJECTIVES`).
+        objective: the outer objective (`outer_objective("daml")` or `("maml")`).
         inner_lr, inner_steps, first_order: the inner loop (`adapt`).
         iteration: for error messages.
         autocast: a context manager factory for mixed precision (None: fp32).
 
     Returns:
-        `StepRecord` with each task's query loss, its weight and the meta-loss. A
-        non-finite query loss raises `DamlError` before the optimizer step.
+        `StepRecord` with each task's query loss, its weight (d objective / d L) and the
+        meta-loss. A non-finite query loss raises `DamlError` before the optimizer step.
     """
-    if method not in OUTER_OBJECTIVES:
-        raise DamlError(f"method={method!r}: meta_step takes one of {sorted(OUTER_OBJECTIVES)}")
+    if objective is None:
+        raise DamlError("meta_step needs an outer objective; ERM uses erm_step")
     return _eager_step(
-        model, optimizer, tasks, method, inner_lr, inner_steps, first_order, iteration, autocast
+        model, optimizer, tasks, objective, inner_lr, inner_steps, first_order, iteration, autocast
     )
 
 
@@ -296,7 +337,7 @@ def erm_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     tasks: Sequence[TaskData],
-    method: str,
+    objective: Objective | None,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
@@ -305,20 +346,11 @@ def erm_step(
 ) -> StepRecord:
     """Plain supervised step on the pooled support and query faces of all sampled tasks.
 
-    Same signature as `meta_step` (the inner-loop arguments are ignored), so the training
-    loop swaps only this function.
+    Same signature as `meta_step` (the objective and inner-loop arguments are ignored), so
+    the training loop swaps only this function.
     """
     return _eager_step(
-        model, optimizer, tasks, "erm", inner_lr, inner_steps, first_order, iteration, autocast
+        model, optimizer, tasks, None, inner_lr, inner_steps, first_order, iteration, autocast
     )
 
 
-STEPS = {"daml": meta_step, "maml": meta_step, "erm": erm_step}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False

@@ -340,7 +340,11 @@ def _run(rows: list[dict], group: str):
 
 
 def _cell_class(kind: str, text: str) -> str:
-    if kind != "difference" or not text or text == "n/a":
+    if not text or text == "n/a":
+        return ""
+    if kind == "comparison" and not text.endswith("*"):
+        return ""  # an interval that includes zero is not coloured
+    if kind not in ("difference", "comparison"):
         return ""
     return "pos" if text.startswith("+") else "neg"
 

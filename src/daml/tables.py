@@ -6,10 +6,14 @@ domain in Table 3), columns are test domains and metrics.
 
 Measured rows ("DAML (ours)", "MAML (ours)", "ERM (ours)") hold the mean and the sample standard
 deviation (ddof=1) over seeds, in percent, of frame-level metrics read from each
-`results/evaluate/.../metrics.json`. Quoted rows hold the paper's numbers verbatim from
+`results/evaluate/.../metrics.json`. Each method has two: the model fine-tuned on the row's shots
+(theta_d, the paper's meta-test; kind "measured") and, as a labelled companion, the trained model
+as it is (kind "zero-shot", shots 0). Quoted rows hold the paper's numbers verbatim from
 `daml/reference/paper_tables.csv` (the one place the paper's numbers live); the paper's own DAML
 row is quoted as "DAML (paper)" and also stands beside "DAML (ours)" with the difference
-ours - paper.
+ours - paper. Comparison rows ("DAML - MAML", "DAML - ERM"; kind "comparison") give the AUC
+difference of the fine-tuned models with a paired bootstrap interval over test videos
+(`daml.compare`).
 
 References:
     Tables 1-3 of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
@@ -28,6 +32,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from daml.compare import auc_difference, make_cell
 from daml.errors import DamlError
 from daml.io import write_csv, write_text
 
@@ -36,8 +41,12 @@ log = logging.getLogger(__name__)
 REFERENCE_COLUMNS = ["table", "setting", "train", "test", "method", "metric", "value"]
 TIDY_COLUMNS = [
     "table", "train", "test", "source", "target", "shots", "method", "kind", "metric",
-    "value", "std", "n_seeds", "per_seed", "paper", "diff",
+    "value", "std", "n_seeds", "per_seed", "paper", "diff", "ci_low", "ci_high",
 ]
+NUMERIC_COLUMNS = ("value", "std", "paper", "diff", "ci_low", "ci_high")
+MEASURED, ZERO_SHOT, COMPARISON = "measured", "zero-shot", "comparison"
+# (a, b): rows "A - B" with the AUC difference of the fine-tuned models, when both were run
+COMPARISONS = (("daml", "maml"), ("daml", "erm"))
 CROSS_AVG = "Cross AVG"
 METHOD_NAMES = {"daml": "DAML", "maml": "MAML", "erm": "ERM"}
 PAPER_DAML = "DAML"  # the paper's method name in the reference file
@@ -135,24 +144,30 @@ def build_table(
     metrics_path_fn: Callable[..., str | Path],
     reference: pd.DataFrame | None,
     level: str = "frame",
+    predictions_path_fn: Callable[..., str | Path] | None = None,
 ) -> pd.DataFrame:
     """Collect one table in tidy form.
 
     Arguments:
         name: key of `TABLES` (table1, table2, table3, loto).
-        entries: the config's list for this table; each has source, target, shots and
-            optionally paper_train / paper_test, the labels of the reference file (an entry
-            without them gets no paper numbers and is labelled by its source and target).
+        entries: the config's list for this table; each has source, target, shots (> 0 for
+            a fine-tuned row) and optionally paper_train / paper_test, the labels of the
+            reference file (an entry without them gets no paper numbers and is labelled by
+            its source and target).
         methods: our methods (daml, maml, erm), in display order.
         seeds: the seeds averaged over.
-        metrics_path_fn: f(source, target, method, seed, shots) -> metrics.json path.
+        metrics_path_fn: f(source, target, method, seed, shots) -> metrics.json path; read
+            at the entry's shots and at shots 0 (the zero-shot companion).
         reference: the paper's numbers (`load_reference()`); None for no paper rows.
         level: "frame" (the paper's level) or "video".
+        predictions_path_fn: f(source, target, method, seed, shots) -> predictions.csv
+            path; when given, comparison rows are added for the AUC of the fine-tuned models.
 
     Returns:
         DataFrame with `TIDY_COLUMNS`: value and std in percent (std is NaN with one seed),
-        per_seed the per-seed values joined by ";", paper the paper's DAML number (DAML rows
-        only) and diff = value - paper. A metric that is NaN for any seed gives NaN.
+        per_seed the per-seed values joined by ";", paper the paper's DAML number (fine-tuned
+        DAML rows only) and diff = value - paper; comparison rows hold the difference in
+        value and its interval in ci_low / ci_high. A metric that is NaN for any seed gives NaN.
     """
     if name not in TABLES:
         raise DamlError(f"tables.{name}: unknown table; known: {', '.join(TABLES)}")
@@ -165,26 +180,37 @@ def build_table(
     entries = [_normalise_entry(name, i, e, ref) for i, e in enumerate(entries)]
 
     rows: list[dict] = []
-    # per-seed values kept for Cross AVG: (train, method, metric) -> {seed: [values of unseen tests]}
+    # per-seed values kept for Cross AVG: (train, source, method, metric, kind) -> {seed: [unseen tests]}
     unseen: dict[tuple, dict[int, list[float]]] = {}
     for entry in entries:
         for metric in spec.metrics:
             rows += _quoted_rows(name, entry, metric, ref)
-            for method in methods:
-                values = []
-                for seed in seeds:
-                    path = metrics_path_fn(entry["source"], entry["target"], method, seed, entry["shots"])
-                    values.append(100.0 * read_metric(path, metric, level))
-                rows.append(_measured_row(name, entry, method, metric, values, ref))
-                if spec.cross_avg and entry["train"] != entry["test"]:  # an unseen domain
-                    per_seed = unseen.setdefault((entry["train"], entry["source"], method, metric), {})
-                    for seed, value in zip(seeds, values):
-                        per_seed.setdefault(seed, []).append(value)
+            for kind, shots in _kinds(entry):
+                for method in methods:
+                    values = []
+                    for seed in seeds:
+                        path = metrics_path_fn(entry["source"], entry["target"], method, seed, shots)
+                        values.append(100.0 * read_metric(path, metric, level))
+                    rows.append(_measured_row(name, entry, method, metric, values, ref, kind, shots))
+                    if spec.cross_avg and entry["train"] != entry["test"]:  # an unseen domain
+                        key = (entry["train"], entry["source"], method, metric, kind)
+                        per_seed = unseen.setdefault(key, {})
+                        for seed, value in zip(seeds, values):
+                            per_seed.setdefault(seed, []).append(value)
     if spec.cross_avg:
         rows += _cross_avg_rows(name, entries, methods, seeds, unseen, ref)
+    if predictions_path_fn is not None and "AUC" in spec.metrics:
+        rows += _comparison_rows(name, entries, methods, seeds, predictions_path_fn, spec)
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
-    log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == "measured").sum()))
+    log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == MEASURED).sum()))
     return frame
+
+
+def _kinds(entry: dict) -> list[tuple[str, int]]:
+    """(kind, shots) of an entry's measured rows: fine-tuned, then the zero-shot companion."""
+    if entry["shots"] == 0:
+        return [(ZERO_SHOT, 0)]
+    return [(MEASURED, entry["shots"]), (ZERO_SHOT, 0)]
 
 
 def _reference_for(spec: TableSpec, reference: pd.DataFrame | None) -> pd.DataFrame:
@@ -195,7 +221,7 @@ def _reference_for(spec: TableSpec, reference: pd.DataFrame | None) -> pd.DataFr
 
 def _normalise_entry(name: str, i: int, entry: Mapping, ref: pd.DataFrame) -> dict:
     for key in ("source", "target", "shots"):
-        if key not in entry:
+        if key not in entry or entry[key] is None:
             raise DamlError(f"tables.{name}[{i}]: missing key {key!r}")
     out = dict(entry)
     out["shots"] = int(entry["shots"])
@@ -224,26 +250,34 @@ def _quoted_rows(name: str, entry: dict, metric: str, ref: pd.DataFrame, test: s
     for _, hit in hits.iterrows():
         method = "DAML (paper)" if hit["method"] == PAPER_DAML else hit["method"]
         rows.append(_row(name, entry, test, method, "quoted", metric, float(hit["value"]), float("nan"),
-                         0, "", float("nan")))
+                         0, "", float("nan"), entry["shots"]))
     return rows
 
 
+def method_label(method: str) -> str:
+    """How one of our methods is named in a table: "DAML (ours)"."""
+    return f"{METHOD_NAMES.get(method, method.upper())} (ours)"
+
+
 def _measured_row(name: str, entry: dict, method: str, metric: str, values: list[float],
-                  ref: pd.DataFrame, test: str | None = None) -> dict:
+                  ref: pd.DataFrame, kind: str, shots: int, test: str | None = None) -> dict:
     test = test or entry["test"]
     mean, std = _mean_std(values)
-    paper = (_paper_value(ref, entry["train"], test, PAPER_DAML, metric) if method == "daml"
-             else float("nan"))
-    return _row(name, entry, test, f"{METHOD_NAMES.get(method, method.upper())} (ours)", "measured",
-                metric, mean, std, len(values), ";".join(f"{v:.4f}" for v in values), paper)
+    # the paper reports its fine-tuned model, so only that row is set against the paper
+    paper = (_paper_value(ref, entry["train"], test, PAPER_DAML, metric)
+             if method == "daml" and kind == MEASURED else float("nan"))
+    return _row(name, entry, test, method_label(method), kind, metric, mean, std, len(values),
+                ";".join(f"{v:.4f}" for v in values), paper, shots)
 
 
-def _row(name, entry, test, method, kind, metric, value, std, n, per_seed, paper) -> dict:
+def _row(name, entry, test, method, kind, metric, value, std, n, per_seed, paper, shots,
+         ci=(float("nan"), float("nan"))) -> dict:
     return {
         "table": name, "train": entry["train"], "test": test, "source": entry["source"],
-        "target": entry["target"] if test == entry["test"] else "", "shots": entry["shots"],
+        "target": entry["target"] if test == entry["test"] else "", "shots": shots,
         "method": method, "kind": kind, "metric": metric, "value": value, "std": std,
         "n_seeds": n, "per_seed": per_seed, "paper": paper, "diff": value - paper,
+        "ci_low": ci[0], "ci_high": ci[1],
     }
 
 
@@ -255,23 +289,76 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return float(array.mean()), std
 
 
+def _train_groups(entries: Sequence[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for entry in entries:
+        groups.setdefault(entry["train"], []).append(entry)
+    return groups
+
+
 def _cross_avg_rows(name, entries, methods, seeds, unseen, ref) -> list[dict]:
     rows = []
-    seen_trains = []
-    for entry in entries:
-        if entry["train"] in seen_trains:
-            continue
-        seen_trains.append(entry["train"])
-        group = dict(entry, shots=entry["shots"])
+    for train, group in _train_groups(entries).items():
+        entry = group[0]
         for metric in TABLES[name].metrics:
-            if not any(key[0] == entry["train"] and key[3] == metric for key in unseen):
+            if not any(key[0] == train and key[3] == metric for key in unseen):
                 continue
-            rows += _quoted_rows(name, group, metric, ref, test=CROSS_AVG)
-            for method in methods:
-                per_seed = unseen[(entry["train"], entry["source"], method, metric)]
-                values = [float(np.mean(per_seed[s])) for s in seeds]
-                rows.append(_measured_row(name, group, method, metric, values, ref, test=CROSS_AVG))
+            rows += _quoted_rows(name, entry, metric, ref, test=CROSS_AVG)
+            for kind, shots in _kinds(entry):
+                for method in methods:
+                    per_seed = unseen[(train, entry["source"], method, metric, kind)]
+                    values = [float(np.mean(per_seed[s])) for s in seeds]
+                    rows.append(_measured_row(name, entry, method, metric, values, ref, kind, shots,
+                                              test=CROSS_AVG))
     return rows
+
+
+def _comparison_rows(name, entries, methods, seeds, predictions_path_fn, spec) -> list[dict]:
+    """AUC differences of the fine-tuned models, per cell and for Cross AVG, with intervals."""
+    cache: dict[Path, pd.DataFrame] = {}
+
+    def runs(entry: dict, method: str) -> list[pd.DataFrame]:
+        paths = [Path(predictions_path_fn(entry["source"], entry["target"], method, seed,
+                                          entry["shots"])) for seed in seeds]
+        for path in paths:
+            if path not in cache:
+                cache[path] = read_predictions(path)
+        return [cache[path] for path in paths]
+
+    rows = []
+    pairs = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
+    for a, b in pairs:
+        label = f"{METHOD_NAMES.get(a, a.upper())} - {METHOD_NAMES.get(b, b.upper())}"
+        cells: dict[tuple[str, str], list] = {}
+        for entry in entries:
+            what = f"tables.{name}: {entry['source']} -> {entry['target']}, {a} against {b}"
+            cell = make_cell(runs(entry, a), runs(entry, b), what)
+            cells[(entry["train"], entry["test"])] = [cell]
+            if spec.cross_avg and entry["train"] != entry["test"]:
+                cells.setdefault((entry["train"], CROSS_AVG), []).append(cell)
+        groups = _train_groups(entries)
+        for (train, test), group_cells in cells.items():
+            entry = groups[train][0] if test == CROSS_AVG else next(
+                e for e in groups[train] if e["test"] == test)
+            diff = auc_difference(group_cells)
+            rows.append(_row(name, entry, test, label, COMPARISON, "AUC", 100.0 * diff.value,
+                             float("nan"), len(seeds), "", float("nan"), entry["shots"],
+                             (100.0 * diff.low, 100.0 * diff.high)))
+    return rows
+
+
+def read_predictions(path: str | Path) -> pd.DataFrame:
+    """One evaluation's predictions.csv (`key`, `frame`, `label`, `prob` are read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DamlError(f"{path}: predictions file is missing; run the evaluate stage for it "
+                        f"(`snakemake {path}`)")
+    frame = pd.read_csv(path, dtype={"key": str, "video": str})
+    missing = [c for c in ("key", "frame", "label", "prob") if c not in frame.columns]
+    if missing:
+        raise DamlError(f"{path}: lacks columns {missing}; expected the predictions.csv format of "
+                        "docs/architecture.md")
+    return frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -298,7 +385,8 @@ class Layout:
     notes: list[str]
 
 
-KIND_LABELS = {"quoted": "quoted (paper)", "measured": "measured", "difference": "difference"}
+KIND_LABELS = {"quoted": "quoted (paper)", "difference": "difference",
+               COMPARISON: "AUC difference [95% CI]"}
 
 
 def _fmt(value: float, std: float = float("nan"), signed: bool = False) -> str:
@@ -310,13 +398,32 @@ def _fmt(value: float, std: float = float("nan"), signed: bool = False) -> str:
     return text
 
 
+def _fmt_interval(value: float, low: float, high: float) -> str:
+    """"+1.20 [-0.40, +2.85]", with " *" when the interval excludes zero."""
+    if any(isinstance(v, float) and math.isnan(v) for v in (value, low, high)):
+        return "n/a"
+    mark = " *" if low > 0 or high < 0 else ""
+    return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
+
+
+def _row_label(kind: str, sub: pd.DataFrame) -> str:
+    seeds = int(sub["n_seeds"].max())
+    if kind == MEASURED:
+        shots = "/".join(str(k) for k in sorted(set(int(k) for k in sub["shots"])))
+        return f"fine-tuned, {shots} shots ({seeds} seeds)"
+    if kind == ZERO_SHOT:
+        return f"no fine-tuning ({seeds} seeds)"
+    return KIND_LABELS[kind]
+
+
 def layout(df: pd.DataFrame) -> Layout:
     """Lay a tidy table out wide: rows are methods (per training domain where needed).
 
     Rows are grouped by training domain (a "Train" column) when some test domain is met under
     several training domains (Table 3) or when one training domain differs from the tests
-    (Table 2); otherwise (Table 1, leave-one-out) one row per method. Within a group: quoted rows in the paper's
-    order, then our rows, with the row "DAML: ours - paper" right after "DAML (ours)".
+    (Table 2); otherwise (Table 1, leave-one-out) one row per method. Within a group: quoted
+    rows in the paper's order; then per method of ours its fine-tuned row, its zero-shot
+    companion, and after DAML's fine-tuned row "DAML: ours - paper"; then the comparisons.
     """
     if df.empty:
         raise DamlError("cannot lay out an empty table")
@@ -338,45 +445,68 @@ def layout(df: pd.DataFrame) -> Layout:
     rows: list[dict] = []
     for train in groups:
         part = df if train is None else df[df["train"] == train]
-        order = list(dict.fromkeys(part.loc[part["kind"] == "quoted", "method"]))
-        order += list(dict.fromkeys(part.loc[part["kind"] == "measured", "method"]))
-        for method in order:
-            sub = part[part["method"] == method]
-            kind = str(sub["kind"].iloc[0])
+        order = [(m, "quoted") for m in dict.fromkeys(part.loc[part["kind"] == "quoted", "method"])]
+        for method in dict.fromkeys(part.loc[part["kind"].isin([MEASURED, ZERO_SHOT]), "method"]):
+            order += [(method, MEASURED), (method, ZERO_SHOT)]
+        order += [(m, COMPARISON) for m in dict.fromkeys(part.loc[part["kind"] == COMPARISON, "method"])]
+        for method, kind in order:
+            sub = part[(part["method"] == method) & (part["kind"] == kind)]
+            if sub.empty:
+                continue
             cells = [""] * len(columns)
             diffs = [""] * len(columns)
             has_paper = False
             for _, r in sub.iterrows():
                 i = col_index[(r["test"], r["metric"])]
-                cells[i] = _fmt(r["value"], r["std"] if kind == "measured" else float("nan"))
-                if kind == "measured" and not pd.isna(r["paper"]):
+                if kind == COMPARISON:
+                    cells[i] = _fmt_interval(r["value"], r["ci_low"], r["ci_high"])
+                    continue
+                cells[i] = _fmt(r["value"], r["std"] if kind != "quoted" else float("nan"))
+                if kind == MEASURED and not pd.isna(r["paper"]):
                     has_paper = True
                     diffs[i] = _fmt(r["diff"], signed=True)
-            label = KIND_LABELS[kind]
-            if kind == "measured":
-                label = f"measured ({int(sub['n_seeds'].max())} seeds)"
             prefix = [train] if grouped else []
-            rows.append({"index": prefix + [method, label], "kind": kind, "cells": cells})
+            rows.append({"index": prefix + [method, _row_label(kind, sub)], "kind": kind, "cells": cells})
             if has_paper:
                 base = method.replace(" (ours)", "")
                 rows.append({"index": prefix + [f"{base}: ours - paper", KIND_LABELS["difference"]],
                              "kind": "difference", "cells": diffs})
+    return Layout(title, (["Train"] if grouped else []) + ["Method", "Row"], columns, rows,
+                  _notes(df))
+
+
+def _notes(df: pd.DataFrame) -> list[str]:
     notes = ["Numbers are percentages of frame-level metrics (ACC at threshold 0.5, ROC AUC)."]
-    measured = df[df["kind"] == "measured"]
+    measured = df[df["kind"].isin([MEASURED, ZERO_SHOT])]
     if len(measured):
-        notes.append("Measured rows: mean ± sample standard deviation (ddof=1) over seeds; "
-                     "a cell is n/a when a metric is undefined for some seed.")
-        shots = sorted(set(int(s) for s in measured["shots"]))
-        if shots != [0]:
-            notes.append("Target samples used for few-shot fine-tuning before testing: "
-                         + ", ".join(str(s) for s in shots) + ".")
+        notes.append("Our rows: mean ± sample standard deviation (ddof=1) over seeds; a cell is n/a "
+                     "when a metric is undefined for some seed.")
+    if (df["kind"] == MEASURED).any():
+        shots = sorted(set(int(s) for s in df.loc[df["kind"] == MEASURED, "shots"]))
+        notes.append("Fine-tuned rows score the model after the meta-test fine-tuning on "
+                     + "/".join(str(s) for s in shots) + " labelled faces per class of the target's "
+                     "train split (none from a video sharing an identity with its test videos); "
+                     "rows without fine-tuning score the trained model as it is.")
     if (df["kind"] == "quoted").any():
-        notes.append("Quoted rows are the paper's numbers, not rerun here.")
+        notes.append("Quoted rows are the paper's numbers, not rerun here; 'ours - paper' sets our "
+                     "fine-tuned DAML against them.")
     if CROSS_AVG in set(df["test"]):
         notes.append("Cross AVG: mean over the test techniques other than the training one, "
                      "computed per seed, then averaged over seeds.")
-    index_names = (["Train"] if grouped else []) + ["Method", "Row"]
-    return Layout(title, index_names, columns, rows, notes)
+    comparisons = df[df["kind"] == COMPARISON]
+    if len(comparisons):
+        notes.append("A - B rows: AUC of A minus AUC of B, both fine-tuned, averaged over seeds, with "
+                     "a 95% paired bootstrap interval over test videos (real and fake videos resampled "
+                     "separately, seeds pooled); * marks an interval that excludes zero.")
+        clear = comparisons[(comparisons["ci_low"] > 0) | (comparisons["ci_high"] < 0)]
+        if clear.empty:
+            notes.append("No difference between methods is distinguishable from zero.")
+        else:
+            listed = "; ".join(
+                f"{r.method} on {r.test}" + (f" (trained on {r.train})" if r.train != r.test else "")
+                + f": {r.value:+.2f}" for r in clear.itertuples())
+            notes.append(f"Distinguishable from zero: {listed}.")
+    return notes
 
 
 def to_markdown(lay: Layout) -> str:
@@ -446,13 +576,12 @@ def read_table(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DamlError(f"{path}: table CSV is missing; build it with `snakemake {path}`")
-    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in
-                        ("value", "std", "paper", "diff")})
-    for column in ("value", "std", "paper", "diff"):
-        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    frame = pd.read_csv(path, keep_default_na=False, na_values={c: [""] for c in NUMERIC_COLUMNS})
     missing = [c for c in TIDY_COLUMNS if c not in frame.columns]
     if missing:
         raise DamlError(f"{path}: not a table written by daml.tables (missing columns {missing})")
+    for column in NUMERIC_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
@@ -460,47 +589,60 @@ def read_table(path: str | Path) -> pd.DataFrame:
 # the stage's entry point (scripts/make_table.py)
 
 
-def metrics_index(paths: Sequence[str | Path]) -> Callable[..., Path]:
-    """A metrics_path_fn over a given list of metrics.json files (Snakemake's inputs).
+def evaluation_index(paths: Sequence[str | Path], filename: str = "metrics.json") -> Callable[..., Path]:
+    """A path function over a given list of evaluation files (Snakemake's inputs).
 
-    Each path is read as .../evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/metrics.json,
+    Each path is read as .../evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/<filename>,
     so the order of the list does not matter. Asking for a key not in the list raises a
     DamlError naming the path expected.
+
+    Returns:
+        f(source, target, method, seed, shots) -> Path.
     """
     index: dict[tuple, Path] = {}
     for path in map(Path, paths):
         parts = path.parts
-        if len(parts) < 6 or not parts[-3].startswith("seed") or not parts[-2].startswith("shots"):
+        if (len(parts) < 6 or parts[-1] != filename or not parts[-3].startswith("seed")
+                or not parts[-2].startswith("shots")):
             raise DamlError(f"{path}: not a .../{{source}}/{{target}}/{{method}}/seed{{seed}}/shots{{shots}}/"
-                            "metrics.json path (docs/architecture.md)")
+                            f"{filename} path (docs/architecture.md)")
         key = (parts[-6], parts[-5], parts[-4], int(parts[-3][4:]), int(parts[-2][5:]))
         index[key] = path
 
     def lookup(source: str, target: str, method: str, seed: int, shots: int) -> Path:
         key = (source, target, method, int(seed), int(shots))
         if key not in index:
-            expected = default_metrics_path()(*key)
-            raise DamlError(f"{expected}: metrics file not among the stage's inputs; "
+            expected = default_metrics_path()(*key).with_name(filename)
+            raise DamlError(f"{expected}: {filename} not among the stage's inputs; "
                             "the table's entries and its input list disagree (workflow/rules/common.smk)")
         return index[key]
 
     return lookup
 
 
+def metrics_index(paths: Sequence[str | Path]) -> Callable[..., Path]:
+    """`evaluation_index` of metrics.json files."""
+    return evaluation_index(paths, "metrics.json")
+
+
 def make_table(name: str, entries: Sequence[Mapping], methods: Sequence[str], seeds: Sequence[int],
                metrics_paths: Sequence[str | Path], out_csv: str | Path, out_md: str | Path,
-               out_tex: str | Path) -> pd.DataFrame:
-    """Build table `name` from its metrics files and write CSV, markdown and LaTeX.
+               out_tex: str | Path, predictions_paths: Sequence[str | Path] = ()) -> pd.DataFrame:
+    """Build table `name` from its evaluation files and write CSV, markdown and LaTeX.
 
     Arguments:
         name: table1, table2, table3 or loto (the config key under `tables`).
         entries, methods, seeds: the config's `tables.<name>`, `methods` and `seeds`.
         metrics_paths: every metrics.json the table reads (any order).
         out_csv, out_md, out_tex: outputs.
+        predictions_paths: the predictions.csv of every fine-tuned row, method and seed; when
+            given, the table gets the methods' AUC comparisons.
 
     Returns:
         The tidy table.
     """
-    frame = build_table(name, entries, methods, seeds, metrics_index(metrics_paths), load_reference())
+    predictions = evaluation_index(predictions_paths, "predictions.csv") if predictions_paths else None
+    frame = build_table(name, entries, methods, seeds, metrics_index(metrics_paths), load_reference(),
+                        predictions_path_fn=predictions)
     write_table(frame, out_csv, out_md, out_tex)
     return frame

@@ -3,20 +3,22 @@
 Description:
     A task is one source domain (paper section 2): the fake faces of one manipulation
     technique plus the real faces of the same faceset and split. Every meta-iteration
-    draws `tasks_per_batch` tasks and, for each, a support and a query batch drawn
+    draws a batch of distinct tasks and, for each, a support and a query batch drawn
     independently, each balanced (half fake, half real; the real half gets the odd face).
 
     Choices the paper leaves open:
     - One technique as source (Table 3): a single task would make meta-learning plain
-      training, so its videos are split into `pseudo_domains` disjoint groups by a stable
-      hash of the target identity (`zlib.crc32` of the part of `video` before the first
-      "_": FF++ fake `953_974` and real `953` both go to identity `953`), fakes and reals
-      alike; each group is one task named `<technique>#<group>`. Groups lacking fakes or
-      reals are dropped (logged).
-    - Fewer tasks than `tasks_per_batch` (e.g. three leave-one-out techniques with 4 tasks
-      per batch): tasks are drawn with replacement; otherwise without replacement, so with
-      the paper's four FF++ techniques every batch holds each technique once.
+      training, so its videos are split into `pseudo_domains` disjoint identity groups, one
+      task each, named `<technique>#<group>`. Videos are linked by the identities they show
+      (`video_identities`: an FF++ fake `953_974` links 953 and 974, so the pair's two
+      reals and its fakes form one component); whole components are dealt round-robin to
+      the groups in a fixed order (crc32 of the component's first identity), so no identity
+      sits in two tasks. Groups lacking fakes or reals are dropped (logged).
+    - A batch never holds one task twice: it draws min(`tasks_per_batch`, number of tasks)
+      tasks without replacement (three for a leave-one-out source with three techniques).
     - Within a batch, faces are drawn without replacement when the pool is large enough.
+    - Few-shot faces for a target come from its train split, minus every video that shows
+      an identity (or the source clip) of one of its held-out videos (`leak_free`).
 
     All randomness comes from one `torch.Generator` whose state the training checkpoint
     saves, so a resumed run draws the same batches.
@@ -58,14 +60,63 @@ class TaskBatch:
     query_labels: torch.Tensor
 
 
-def identity_of(video: str) -> str:
-    """Identity used for pseudo-domains: the part of the video id before the first `_`."""
-    return str(video).split("_")[0]
+def video_identities(table: pd.DataFrame) -> list[frozenset[str]]:
+    """The identities (or source clips) each row's video shows, as `dataset:id` strings.
+
+    Description:
+        Read from the face table's `target_id` and `source_id` columns, which the readers
+        fill from each layout's naming: FF++ `953_974` shows 953 and 974 (real `953`: 953);
+        Celeb-DF `id0_id16_0003` shows id0 and id16 (real `id0_0003`: id0; YouTube-real:
+        its own clip); a DFDC fake shows its `original` (a real: itself); WildDeepfake
+        publishes none (empty set).
+    """
+    datasets = table["dataset"].astype(str).to_numpy()
+    ids = []
+    for dataset, target, source in zip(datasets, table["target_id"], table["source_id"]):
+        ids.append(
+            frozenset(f"{dataset}:{i}" for i in (target, source) if isinstance(i, str) and i)
+        )
+    return ids
 
 
-def identity_group(video: str, groups: int) -> int:
-    """Stable group of a video's identity in 0..groups-1 (crc32, independent of run/seed)."""
-    return zlib.crc32(identity_of(video).encode()) % groups
+def identity_components(table: pd.DataFrame) -> np.ndarray:
+    """Per row, the name of its connected component of identities (union-find).
+
+    Two videos are in one component when they share an identity, directly or through
+    other videos; a row without identities is a component of its own (its key).
+    """
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    identities = video_identities(table)
+    for ids in identities:
+        ordered = sorted(ids)
+        for other in ordered[1:]:
+            a, b = find(ordered[0]), find(other)
+            if a != b:
+                parent[max(a, b)] = min(a, b)  # the smallest name is the root
+    keys = table["key"].astype(str).to_numpy()
+    return np.array([find(min(ids)) if ids else key for ids, key in zip(identities, keys)])
+
+
+def leak_free(train: pd.DataFrame, held_out: pd.DataFrame) -> np.ndarray:
+    """Mask of `train` rows whose video shows no identity of any `held_out` video.
+
+    Arguments:
+        train: face table of the candidate shots (a target's train split).
+        held_out: face table of what is scored after adaptation (its test split, or the
+            val split for model selection).
+
+    Returns:
+        bool array over `train` rows.
+    """
+    banned = frozenset().union(*video_identities(held_out)) if len(held_out) else frozenset()
+    return np.array([not (ids & banned) for ids in video_identities(train)], dtype=bool)
 
 
 def build_tasks(table: pd.DataFrame, techniques: Sequence[str], pseudo_domains: int) -> list[Task]:
@@ -95,29 +146,36 @@ def build_tasks(table: pd.DataFrame, techniques: Sequence[str], pseudo_domains: 
             )
         tasks.append(Task(name, fake, real))
     if len(techniques) == 1 and pseudo_domains > 1:
-        videos = table["video"].astype(str).to_numpy()
-        group = np.array([identity_group(v, pseudo_domains) for v in videos])
-        split = []
-        for g in range(pseudo_domains):
-            fake = tasks[0].fake[group[tasks[0].fake] == g]
-            reals = real[group[real] == g]
-            if len(fake) == 0 or len(reals) == 0:
-                log.warning(
-                    "pseudo-domain %d of %s has %d fake and %d real faces: dropped",
-                    g,
-                    techniques[0],
-                    len(fake),
-                    len(reals),
-                )
-                continue
-            split.append(Task(f"{techniques[0]}#{g}", fake, reals))
-        if not split:
-            raise DamlError(
-                f"no pseudo-domain of {techniques[0]!r} has both classes: "
-                "lower train.pseudo_domains"
-            )
-        tasks = split
+        tasks = _pseudo_domains(table, tasks[0], pseudo_domains)
     return tasks
+
+
+def _pseudo_domains(table: pd.DataFrame, task: Task, groups: int) -> list[Task]:
+    rows = np.concatenate([task.fake, task.real])
+    components = identity_components(table.iloc[rows])
+    order = sorted(set(components), key=lambda c: (zlib.crc32(c.encode()), c))
+    group_of = {c: i % groups for i, c in enumerate(order)}
+    group = np.full(len(table), -1)
+    group[rows] = [group_of[c] for c in components]
+    split = []
+    for g in range(groups):
+        fake = task.fake[group[task.fake] == g]
+        reals = task.real[group[task.real] == g]
+        if len(fake) == 0 or len(reals) == 0:
+            log.warning(
+                "pseudo-domain %d of %s has %d fake and %d real faces: dropped",
+                g,
+                task.name,
+                len(fake),
+                len(reals),
+            )
+            continue
+        split.append(Task(f"{task.name}#{g}", fake, reals))
+    if not split:
+        raise DamlError(
+            f"no pseudo-domain of {task.name!r} has both classes: lower train.pseudo_domains"
+        )
+    return split
 
 
 class TaskSampler:
@@ -125,7 +183,8 @@ class TaskSampler:
 
     Arguments:
         tasks: the source tasks (`build_tasks`).
-        tasks_per_batch, support_size, query_size: batch shape per meta-iteration.
+        tasks_per_batch: tasks per meta-iteration (at most the number of tasks).
+        support_size, query_size: faces per support and query batch.
         seed: seed of the sampler's own generator.
 
     Example:
@@ -147,7 +206,8 @@ class TaskSampler:
                 "(one real and one fake face)"
             )
         self.tasks = list(tasks)
-        self.tasks_per_batch = tasks_per_batch
+        # a batch holds distinct tasks, so a source with fewer tasks gets smaller batches
+        self.tasks_per_batch = min(tasks_per_batch, len(self.tasks))
         self.support_size = support_size
         self.query_size = query_size
         self.generator = torch.Generator().manual_seed(seed)
@@ -166,14 +226,8 @@ class TaskSampler:
         return index, labels
 
     def choose_tasks(self) -> list[Task]:
-        if len(self.tasks) >= self.tasks_per_batch:
-            order = torch.randperm(len(self.tasks), generator=self.generator)[
-                : self.tasks_per_batch
-            ]
-        else:
-            order = torch.randint(
-                len(self.tasks), (self.tasks_per_batch,), generator=self.generator
-            )
+        """`tasks_per_batch` distinct tasks, in random order."""
+        order = torch.randperm(len(self.tasks), generator=self.generator)[: self.tasks_per_batch]
         return [self.tasks[i] for i in order.tolist()]
 
     def sample(self) -> list[TaskBatch]:

@@ -5,7 +5,14 @@ Description:
     `iterations` steps of `daml.meta` (one sampled batch of tasks per step), validates on
     the source's val split every `validate_every` iterations (and after the last one) and
     keeps the weights with the best validation AUC (ties: lower loss). The test split is
-    never read here. A rolling checkpoint with the whole state (model, optimizer,
+    never read here.
+
+    Validation scores what the tables report: theta_d, a copy of the current weights
+    fine-tuned by the meta-test rule (`daml.adapt`: `adapt.shots` faces per class from the
+    source's train split, none sharing an identity with the val videos, `adapt.steps` Adam
+    steps at `adapt.lr`, `adapt.bn_mode`), on the training device and precision. The same
+    shots serve every validation, so the curve compares like with like. DAML, MAML and ERM
+    are selected alike. The score of theta itself is recorded beside it. A rolling checkpoint with the whole state (model, optimizer,
     scheduler, iteration, best-so-far, history, every RNG state incl. the task sampler's
     generator) is written atomically every `checkpoint_every` iterations and after the last
     one; a later call with the same settings resumes from it (Snakemake does not declare it
@@ -40,6 +47,7 @@ import torch
 from tqdm import tqdm
 
 from daml import meta
+from daml.adapt import AdaptSettings, adapted_copy, choose_shots
 from daml.errors import DamlError
 from daml.evaluate import predict
 from daml.facedata import Faces, load_faces
@@ -52,7 +60,8 @@ from daml.tasks import TaskSampler, build_tasks
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]
-VALIDATION_COLUMNS = ["iteration", "auc", "acc", "loss"]
+# auc, acc, loss: theta_d (fine-tuned, the selection score); theta_*: the weights as they are
+VALIDATION_COLUMNS = ["iteration", "auc", "acc", "loss", "theta_auc", "theta_acc", "theta_loss"]
 # settings that may change between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "log_every", "threads", "cuda_graph")
 
@@ -70,6 +79,8 @@ class TrainSettings:
         inner_lr (float): alpha of eq. 2.
         inner_steps (int): inner gradient steps per task.
         first_order (bool): first-order meta-gradient (paper: yes).
+        daml_weight (str): "literal" (eq. 5 differentiated as printed) or "detached"
+            (sigmoid(L) a constant coefficient); `daml.meta.DAML_OBJECTIVES`.
         meta_lr (float): Adam learning rate beta (paper: 1e-3).
         lr_decay_every (int): iterations between learning-rate decays.
         lr_decay_factor (float): decay multiplier (paper: 0.1).
@@ -94,6 +105,7 @@ class TrainSettings:
     inner_lr: float
     inner_steps: int
     first_order: bool
+    daml_weight: str
     meta_lr: float
     lr_decay_every: int
     lr_decay_factor: float
@@ -109,13 +121,14 @@ class TrainSettings:
     cuda_graph: bool
 
 
-def _fingerprint(shards, source, method, seed, settings: TrainSettings) -> str:
+def _fingerprint(shards, source, method, seed, settings: TrainSettings, selection) -> str:
     fields = dataclasses.asdict(settings)
     for name in RESUMABLE_CHANGES:
         fields.pop(name)
     return json.dumps(
         {
             "settings": fields,
+            "selection": selection,
             "source": source,
             "method": method,
             "seed": seed,
@@ -166,12 +179,23 @@ def validate(model, faces: Faces, device, dtype, batch_size: int) -> dict:
     return {"auc": metrics["auc"], "acc": metrics["acc"], "loss": metrics["loss"]}
 
 
+@dataclass
+class Selection:
+    """What model selection scores: theta_d, fine-tuned on fixed shots, on the val faces."""
+
+    val: Faces
+    shots: Faces
+    rule: AdaptSettings
+    seed: int
+
+
 def train_model(
     shards: Sequence[str | Path],
     source: dict,
     method: str,
     seed: int,
     settings: TrainSettings,
+    adapt_settings: AdaptSettings,
     out_model: str | Path,
     out_history: str | Path,
     out_validation: str | Path,
@@ -183,30 +207,20 @@ def train_model(
         shards: the source faceset's face shards (`shard{N}.npz`).
         source: {"faceset": str, "techniques": [str, ...] or None for all of the face set}.
         method: "daml", "maml" or "erm".
-        seed: seed of the initial weights, the task sampler and the validation subset.
+        seed: seed of the initial weights, the task sampler, the validation subset and the
+            selection shots.
         settings: `TrainSettings`.
+        adapt_settings: the meta-test rule (`daml.adapt.AdaptSettings`) that validation
+            applies before scoring; its device, precision and threads are not read.
         out_model: model.pt (best weights, settings, source, method, seed).
         out_history: history.csv (`iteration,task,query_loss,weight,meta_loss,lr`).
-        out_validation: validation.csv (`iteration,auc,acc,loss`).
+        out_validation: validation.csv (`VALIDATION_COLUMNS`).
         checkpoint_path: rolling checkpoint, resumed from when it matches.
 
     Returns:
         dict with `best_iteration` and the best validation row.
     """
-    if method not in meta.STEPS:
-        raise DamlError(f"method={method!r}: use one of {sorted(meta.STEPS)} (config methods)")
-    for name in (
-        "iterations",
-        "tasks_per_batch",
-        "inner_steps",
-        "lr_decay_every",
-        "validate_every",
-        "checkpoint_every",
-        "log_every",
-        "eval_batch_size",
-    ):
-        if getattr(settings, name) < 1:
-            raise DamlError(f"train.{name}={getattr(settings, name)}: must be at least 1")
+    objective = meta.outer_objective(method, settings.daml_weight)  # checks the method
     seed = int(seed)  # wildcards may arrive as strings
     configure_threads(settings.threads)
     device = resolve_device(settings.device)
@@ -227,7 +241,19 @@ def train_model(
             f"source {source.get('faceset')}: no faces in the val split; validation "
             "selects the model, so the faces stage must produce val faces"
         )
-    val_faces = _validation_subset(val_faces, settings.max_val_faces, seed).to(device)
+    shots = choose_shots(
+        train_faces.table,
+        val_faces.table,
+        adapt_settings.shots,
+        seed,
+        f"source {source.get('faceset')} (model selection)",
+    )
+    selection = Selection(
+        _validation_subset(val_faces, settings.max_val_faces, seed).to(device),
+        train_faces.subset(shots).to(device),
+        adapt_settings,
+        seed,
+    )
     tasks = build_tasks(train_faces.table, techniques, settings.pseudo_domains)
     log.info(
         "source %s: %d train faces, %d val faces, tasks %s",
@@ -251,7 +277,10 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, settings.lr_decay_every, settings.lr_decay_factor
     )
-    fingerprint = _fingerprint(shards, source, method, seed, settings)
+    rule = dataclasses.asdict(adapt_settings)
+    for name in ("device", "precision", "threads"):
+        rule.pop(name)
+    fingerprint = _fingerprint(shards, source, method, seed, settings, rule)
     state = {"iteration": 0, "history": [], "validation": [], "best": None}
 
     checkpoint_path = Path(checkpoint_path)
@@ -261,7 +290,9 @@ def train_model(
             or state
         )
 
-    runner = _runner(graphed, model, optimizer, method, train_images, device, dtype, settings)
+    runner = _runner(
+        graphed, model, optimizer, objective, sampler, train_images, device, dtype, settings
+    )
     model.train()
     progress = tqdm(
         range(state["iteration"] + 1, settings.iterations + 1),
@@ -288,7 +319,7 @@ def train_model(
         if log_now:
             log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
         if validate_now:
-            _validate_and_select(state, iteration, model, val_faces, device, dtype, settings)
+            _validate_and_select(state, iteration, model, selection, device, dtype, settings)
         if checkpoint_now:
             _save_checkpoint(
                 checkpoint_path,
@@ -303,13 +334,14 @@ def train_model(
     progress.close()
     if settings.iterations % settings.validate_every != 0 or state["best"] is None:
         # the final validation is not checkpointed, so a longer resumed run does not see it
-        _validate_and_select(state, settings.iterations, model, val_faces, device, dtype, settings)
+        _validate_and_select(state, settings.iterations, model, selection, device, dtype, settings)
 
     best = state["best"]
     payload = {
         "state_dict": best["state_dict"],
         "image_size": settings.image_size,
         "settings": dataclasses.asdict(settings),
+        "selection": rule,
         "source": source,
         "method": method,
         "seed": seed,
@@ -324,15 +356,15 @@ def train_model(
     return {"best_iteration": best["iteration"], **best["row"]}
 
 
-def _runner(graphed, model, optimizer, method, images, device, dtype, settings):
+def _runner(graphed, model, optimizer, objective, sampler, images, device, dtype, settings):
     """The step runner: CUDA-graph replay (`graphed`) or the eager step."""
     if graphed:
         return GraphedStep(
             model,
             optimizer,
-            method,
+            objective,
             images,
-            settings.tasks_per_batch,
+            sampler.tasks_per_batch,
             settings.support_size,
             settings.query_size,
             settings.inner_lr,
@@ -344,7 +376,7 @@ def _runner(graphed, model, optimizer, method, images, device, dtype, settings):
     return EagerStep(
         model,
         optimizer,
-        method,
+        objective,
         images,
         settings.inner_lr,
         settings.inner_steps,
@@ -353,16 +385,24 @@ def _runner(graphed, model, optimizer, method, images, device, dtype, settings):
     )
 
 
-def _validate_and_select(state, iteration, model, val_faces, device, dtype, settings) -> None:
-    row = validate(model, val_faces, device, dtype, settings.eval_batch_size)
+def _validate_and_select(state, iteration, model, selection, device, dtype, settings) -> None:
+    theta = validate(model, selection.val, device, dtype, settings.eval_batch_size)
+    adapted, _ = adapted_copy(
+        model, selection.shots, selection.rule, selection.seed, device, dtype
+    )
+    row = validate(adapted, selection.val, device, dtype, settings.eval_batch_size)
+    del adapted
     model.train()
-    state["validation"].append((iteration, row["auc"], row["acc"], row["loss"]))
+    state["validation"].append(
+        (iteration, row["auc"], row["acc"], row["loss"], theta["auc"], theta["acc"], theta["loss"])
+    )
     log.info(
-        "validation at iteration %d: AUC %.4f ACC %.4f loss %.4f",
+        "validation at iteration %d: fine-tuned AUC %.4f ACC %.4f loss %.4f; as is AUC %.4f",
         iteration,
         row["auc"],
         row["acc"],
         row["loss"],
+        theta["auc"],
     )
     if state["best"] is None or _score(row) > _score(state["best"]["row"]):
         weights = {

@@ -16,7 +16,9 @@ def test_shipped_config_validates_and_gets_defaults(shipped, schema_path):
     cfg = config.validate(copy.deepcopy(shipped), schema_path)
     assert cfg["faces"]["margin"] == 1.3  # filled from the schema
     assert cfg["faces"]["crop_size"] == shipped["faces"]["crop_size"]  # kept from the file
-    assert cfg["tables"]["table3"][0]["shots"] == 0  # default inside array items
+    # a row without shots takes the meta-test default
+    assert cfg["tables"]["table3"][0]["shots"] == cfg["adapt"]["shots"] == 10
+    assert all(e["shots"] > 0 for entries in cfg["tables"].values() for e in entries)
 
 
 def test_schema_defaults_alone_validate(schema_path):
@@ -32,7 +34,7 @@ def test_schema_defaults_alone_validate(schema_path):
         (lambda c: c.__setitem__("seeds", [-1]), "seeds.0"),
         (lambda c: c.__setitem__("methods", ["daml", "reptile"]), "methods.1"),
         (lambda c: c["frames"].__setitem__("per_video", "many"), "frames.per_video"),
-        (lambda c: c["tables"]["table2"][0].__setitem__("shots", -5), "tables.table2.0.shots"),
+        (lambda c: c["tables"]["table2"][0].__setitem__("shots", 0), "tables.table2.0.shots"),
     ],
 )
 def test_bad_values_name_their_key(shipped, schema_path, edit, key):

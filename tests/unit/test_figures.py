@@ -27,7 +27,8 @@ def write_run(root: Path, method: str, seed: int, iterations: int = 12, tasks: i
     pd.DataFrame(rows, columns=["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]).to_csv(history, index=False)
     validation = folder / "validation.csv"
     its = np.arange(3, iterations + 1, 3)
-    pd.DataFrame({"iteration": its, "auc": 0.5 + its / 40, "acc": 0.5 + its / 50, "loss": 0.7}).to_csv(validation, index=False)
+    pd.DataFrame({"iteration": its, "auc": 0.5 + its / 40, "acc": 0.5 + its / 50, "loss": 0.7,
+                  "theta_auc": 0.5 + its / 80, "theta_acc": 0.5, "theta_loss": 0.7}).to_csv(validation, index=False)
     return history, validation
 
 

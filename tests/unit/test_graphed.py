@@ -10,6 +10,7 @@ import torch
 
 from daml.errors import DamlError
 from daml.graphed import EagerStep, GraphedStep, task_inputs
+from daml.meta import daml_objective, outer_objective
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
 
@@ -63,13 +64,14 @@ def train(runner_kind, method, device, iterations=12, dtype=None, lr=1e-3, inner
     # the same Adam for both runners (the graph needs its step count on the GPU), so that
     # only the way the step runs differs
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=device.type == "cuda")
+    objective = outer_objective(method)
     if graphed:
         runner = GraphedStep(
-            model, optimizer, method, images, TASKS, SUPPORT, QUERY, inner_lr, 1, True, dtype
+            model, optimizer, objective, images, TASKS, SUPPORT, QUERY, inner_lr, 1, True, dtype
         )
     else:
         make = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else None
-        runner = EagerStep(model, optimizer, method, images, inner_lr, 1, True, make)
+        runner = EagerStep(model, optimizer, objective, images, inner_lr, 1, True, make)
     sampler = TaskSampler(tasks, TASKS, SUPPORT, QUERY, seed=0)
     records = []
     for iteration in range(1, iterations + 1):
@@ -105,7 +107,7 @@ def test_graphed_runner_refuses_cpu_tensors():
     model = build_model(SIZE, seed=0)
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="CUDA"):
-        GraphedStep(model, optimizer, "daml", images, TASKS, SUPPORT, QUERY, 0.01, 1, True, None)
+        GraphedStep(model, optimizer, daml_objective, images, TASKS, SUPPORT, QUERY, 0.01, 1, True, None)
 
 
 def relative_error(a: dict, b: dict) -> float:

@@ -53,15 +53,27 @@ def make_tasks(dim=3, n_tasks=3, size=6, seed=0):
     return tasks
 
 
-def meta_grad(model, tasks, method, alpha, first_order, steps=1):
+def meta_grad(model, tasks, method, alpha, first_order, steps=1, daml_weight="literal"):
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    meta.meta_step(model, opt, tasks, method, alpha, steps, first_order, iteration=1)
-    return np.concatenate([model.lin.weight.grad.numpy().ravel(), model.lin.bias.grad.numpy()])
+    objective = meta.outer_objective(method, daml_weight)
+    record = meta.meta_step(model, opt, tasks, objective, alpha, steps, first_order, iteration=1)
+    grad = np.concatenate([model.lin.weight.grad.numpy().ravel(), model.lin.bias.grad.numpy()])
+    return grad, record
 
 
-@pytest.mark.parametrize("method", ["maml", "daml"])
+def hand_weight(method, daml_weight, loss):
+    """The task weight worked out by hand: dL*sigmoid(L)/dL, or sigmoid(L) held constant."""
+    s = sigmoid(loss)
+    if method == "maml":
+        return 1.0
+    return s + loss * s * (1 - s) if daml_weight == "literal" else s
+
+
+@pytest.mark.parametrize(
+    "method,daml_weight", [("maml", "literal"), ("daml", "literal"), ("daml", "detached")]
+)
 @pytest.mark.parametrize("first_order", [True, False])
-def test_meta_gradient_matches_hand_computation(method, first_order):
+def test_meta_gradient_matches_hand_computation(method, daml_weight, first_order):
     torch.manual_seed(0)
     model = Logistic(3)
     tasks = make_tasks()
@@ -70,18 +82,19 @@ def test_meta_gradient_matches_hand_computation(method, first_order):
     )
     alpha = 0.7
     expected = np.zeros_like(theta)
+    weights = []
     for t in tasks:
         g_s, h_s, _ = grad_and_hessian(theta, t.support.numpy(), t.support_labels.numpy())
         adapted = theta - alpha * g_s
         g_q, _, loss_q = grad_and_hessian(adapted, t.query.numpy(), t.query_labels.numpy())
         if not first_order:
             g_q = (np.eye(len(theta)) - alpha * h_s) @ g_q
-        # d/dL of L*sigmoid(L) = s + L s (1 - s)
-        s = sigmoid(loss_q)
-        weight = s + loss_q * s * (1 - s) if method == "daml" else 1.0
-        expected += weight * g_q
-    got = meta_grad(model, tasks, method, alpha, first_order)
+        weights.append(hand_weight(method, daml_weight, loss_q))
+        expected += weights[-1] * g_q
+    got, record = meta_grad(model, tasks, method, alpha, first_order, daml_weight=daml_weight)
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    # history.csv records the weight the gradient applied (fp32 losses)
+    np.testing.assert_allclose(record.weights, weights, rtol=1e-5)
 
 
 def test_two_inner_steps_first_order_by_hand():
@@ -101,19 +114,34 @@ def test_two_inner_steps_first_order_by_hand():
             )
         expected = expected + grad_and_hessian(adapted, t.query.numpy(), t.query_labels.numpy())[0]
     np.testing.assert_allclose(
-        meta_grad(model, tasks, "maml", 0.5, True, steps=2), expected, rtol=1e-10
+        meta_grad(model, tasks, "maml", 0.5, True, steps=2)[0], expected, rtol=1e-10
     )
 
 
-def test_daml_objective_gradient_equals_autograd_of_formula():
-    losses = torch.tensor([0.1, 0.7, 2.5], requires_grad=True)
-    meta.daml_objective(losses).backward()
-    by_formula = torch.tensor([0.1, 0.7, 2.5], requires_grad=True)
-    (by_formula / (1 + torch.exp(-by_formula))).sum().backward()
-    assert torch.allclose(losses.grad, by_formula.grad)
-    assert meta.OUTER_OBJECTIVES["maml"](torch.tensor([1.0, 2.0])) == 3.0
-    w = meta.task_weights("daml", torch.tensor([0.0, 10.0]))
-    assert torch.allclose(w, torch.tensor([0.5, torch.sigmoid(torch.tensor(10.0))]))
+@pytest.mark.parametrize("daml_weight", ["literal", "detached"])
+def test_recorded_weights_are_the_autograd_gradient_of_the_objective(daml_weight):
+    losses = torch.tensor([0.05, 0.7, 1.3, 2.5, 9.0], dtype=torch.float64, requires_grad=True)
+    s = torch.sigmoid(losses)
+    # the objective as eq. 5 prints it, or with sigmoid(L) as a constant coefficient
+    formula = losses * (s if daml_weight == "literal" else s.detach())
+    (expected,) = torch.autograd.grad(formula.sum(), losses)
+    weights = meta.task_weights(meta.outer_objective("daml", daml_weight), losses.detach())
+    assert torch.allclose(weights, expected)
+    if daml_weight == "literal":
+        # s + L s (1 - s): 0.5 for an easy task, above 1 once L > 1.3
+        assert torch.allclose(weights, (s + losses * s * (1 - s)).detach())
+        assert weights[0] < 0.55 and weights[3] > 1.0
+    else:
+        assert torch.allclose(weights, s.detach()) and (weights < 1).all()
+    assert meta.task_weights(meta.outer_objective("maml"), losses).eq(1).all()
+    assert meta.task_weights(None, losses).eq(1).all()
+
+
+def test_unknown_method_or_weight_names_the_key():
+    with pytest.raises(DamlError, match="methods"):
+        meta.outer_objective("reptile")
+    with pytest.raises(DamlError, match="train.daml_weight"):
+        meta.outer_objective("daml", "half")
 
 
 def conv_tasks(n=3, size=8, image=16, seed=0):
@@ -136,7 +164,14 @@ def test_first_order_conv4_matches_l2l_style_clone_loop():
     reference = copy.deepcopy(model)
     tasks = conv_tasks()
     meta.meta_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, "daml", 0.1, 1, True, iteration=1
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        tasks,
+        meta.daml_objective,
+        0.1,
+        1,
+        True,
+        iteration=1,
     )
     # reference: clone per task, adapt with autograd, weight query grads by dObjective/dL
     reference.zero_grad()
@@ -160,7 +195,14 @@ def test_running_stats_updated_once_per_task_at_theta():
     model = build_model(16, seed=0)
     tasks = conv_tasks(n=3)
     meta.meta_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, "maml", 0.1, 2, True, iteration=1
+        model,
+        torch.optim.SGD(model.parameters(), lr=0.0),
+        tasks,
+        meta.maml_objective,
+        0.1,
+        2,
+        True,
+        iteration=1,
     )
     bn = model.features[1]
     assert int(bn.num_batches_tracked) == 3
@@ -183,7 +225,7 @@ def test_maml_with_zero_inner_lr_is_supervised_training_on_queries():
     opt_b = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     for it in range(3):
         tasks = conv_tasks(seed=it)
-        meta.meta_step(model, opt_a, tasks, "maml", 0.0, 1, True, iteration=it)
+        meta.meta_step(model, opt_a, tasks, meta.maml_objective, 0.0, 1, True, iteration=it)
         opt_b.zero_grad()
         sum(
             F.binary_cross_entropy_with_logits(twin(t.query), t.query_labels) for t in tasks
@@ -198,7 +240,7 @@ def test_erm_step_is_one_supervised_step_on_the_pooled_batch():
     twin = copy.deepcopy(model)
     tasks = conv_tasks()
     record = meta.erm_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, "erm", 0.5, 1, True, 1
+        model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, None, 0.5, 1, True, 1
     )
     x = torch.cat([torch.cat([t.support, t.query]) for t in tasks])
     y = torch.cat([torch.cat([t.support_labels, t.query_labels]) for t in tasks])
@@ -217,7 +259,7 @@ def test_non_finite_loss_names_iteration_and_task():
             model,
             torch.optim.SGD(model.parameters(), lr=0.0),
             conv_tasks(),
-            "daml",
+            meta.daml_objective,
             1e38,
             1,
             True,

@@ -4,6 +4,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -28,9 +29,15 @@ def reference():
 
 
 TABLE1 = [
-    {"source": "ffpp-c23", "target": "ffpp-c23", "shots": 0, "paper_train": "FF++ c23", "paper_test": "FF++ c23"},
-    {"source": "ffpp-c40", "target": "ffpp-c40", "shots": 0, "paper_train": "FF++ c40", "paper_test": "FF++ c40"},
+    {"source": "ffpp-c23", "target": "ffpp-c23", "shots": 10, "paper_train": "FF++ c23", "paper_test": "FF++ c23"},
+    {"source": "ffpp-c40", "target": "ffpp-c40", "shots": 10, "paper_train": "FF++ c40", "paper_test": "FF++ c40"},
 ]
+
+
+def write_both(fn, source, target, method, seed, shots, acc, auc):
+    """metrics.json fine-tuned (`shots`) and zero-shot (shots 0: ten points lower)."""
+    write_metrics(fn, source, target, method, seed, 0, acc - 0.1, None if auc is None else auc - 0.1)
+    return write_metrics(fn, source, target, method, seed, shots, acc, auc)
 
 
 @pytest.fixture
@@ -39,13 +46,17 @@ def table1(tmp_path, reference):
     # (acc, auc) per method and seed on c23; c40 all 0.5
     values = {("daml", 0): (0.90, 0.80), ("daml", 1): (0.94, 0.86), ("maml", 0): (0.70, 0.60), ("maml", 1): (0.72, 0.64)}
     for (method, seed), (acc, auc) in values.items():
-        write_metrics(fn, "ffpp-c23", "ffpp-c23", method, seed, 0, acc, auc)
-        write_metrics(fn, "ffpp-c40", "ffpp-c40", method, seed, 0, 0.5, 0.5)
+        write_both(fn, "ffpp-c23", "ffpp-c23", method, seed, 10, acc, auc)
+        write_both(fn, "ffpp-c40", "ffpp-c40", method, seed, 10, 0.5, 0.5)
     return tables.build_table("table1", TABLE1, METHODS, SEEDS, fn, reference)
 
 
-def cell(df, method, test, metric, column="value"):
+def cell(df, method, test, metric, column="value", kind=None):
     hit = df[(df["method"] == method) & (df["test"] == test) & (df["metric"] == metric)]
+    if kind is not None:
+        hit = hit[hit["kind"] == kind]
+    elif method.endswith("(ours)"):
+        hit = hit[hit["kind"] == tables.MEASURED]
     assert len(hit) == 1, (method, test, metric, len(hit))
     return hit[column].iloc[0]
 
@@ -58,6 +69,22 @@ def test_measured_mean_std_and_difference(table1):
     assert cell(table1, "MAML (ours)", "FF++ c23", "AUC") == pytest.approx(62.0)
     assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "per_seed") == "90.0000;94.0000"
     assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "n_seeds") == 2
+    assert cell(table1, "DAML (ours)", "FF++ c23", "ACC", "shots") == 10
+
+
+def test_every_row_has_its_zero_shot_companion(table1):
+    zero = table1[table1["kind"] == tables.ZERO_SHOT]
+    assert set(zero["shots"]) == {0} and set(zero["method"]) == {"DAML (ours)", "MAML (ours)"}
+    assert cell(table1, "DAML (ours)", "FF++ c23", "AUC", kind=tables.ZERO_SHOT) == pytest.approx(73.0)
+    # only the fine-tuned model is set against the paper, which reports its fine-tuned model
+    assert zero["paper"].isna().all()
+    lay = tables.layout(table1)
+    labels = [tuple(r["index"]) for r in lay.rows]
+    tuned = labels.index(("DAML (ours)", "fine-tuned, 10 shots (2 seeds)"))
+    assert labels[tuned + 1] == ("DAML: ours - paper", "difference")
+    assert labels[tuned + 2] == ("DAML (ours)", "no fine-tuning (2 seeds)")
+    md = tables.to_markdown(lay)
+    assert "| DAML (ours) | no fine-tuning (2 seeds) | 82.00 ± 2.83 | 73.00 ± 4.24 |" in md
 
 
 def test_paper_value_from_reference_file(table1):
@@ -76,7 +103,7 @@ def test_quoted_rows_present_and_marked(table1):
     assert {"Multi-task", "Xception", "RECCE", "RFM", "Add-Net", "F3-Net", "MultiAtt", "DAML (paper)"} == methods
     assert cell(table1, "RECCE", "FF++ c40", "AUC") == 95.02
     assert quoted["std"].isna().all() and (quoted["n_seeds"] == 0).all()
-    assert set(table1.loc[table1["method"].str.endswith("(ours)"), "kind"]) == {"measured"}
+    assert set(table1.loc[table1["method"].str.endswith("(ours)"), "kind"]) == {"measured", "zero-shot"}
     lay = tables.layout(table1)
     labels = {tuple(r["index"]): r["kind"] for r in lay.rows}
     assert labels[("Xception", "quoted (paper)")] == "quoted"
@@ -90,12 +117,12 @@ def test_table2_has_no_f3net(tmp_path, reference):
     entry = {"source": "ffpp-c23", "target": "dfdc", "shots": 10, "paper_train": "FF++", "paper_test": "DFDC"}
     for method in METHODS:
         for seed in SEEDS:
-            write_metrics(fn, "ffpp-c23", "dfdc", method, seed, 10, 0.6, 0.7)
+            write_both(fn, "ffpp-c23", "dfdc", method, seed, 10, 0.6, 0.7)
     df = tables.build_table("table2", [entry], METHODS, SEEDS, fn, reference)
     assert "F3-Net" not in set(df["method"])
     assert cell(df, "DAML (paper)", "DFDC", "AUC") == 67.89
     assert cell(df, "DAML (ours)", "DFDC", "AUC", "diff") == pytest.approx(70.0 - 67.89)
-    assert set(df["shots"]) == {10}
+    assert set(df.loc[df["kind"] == tables.MEASURED, "shots"]) == {10}
 
 
 def test_cross_avg_per_seed_then_mean(tmp_path, reference):
@@ -105,17 +132,19 @@ def test_cross_avg_per_seed_then_mean(tmp_path, reference):
         0: {"df": 0.99, "f2f": 0.60, "fs": 0.70, "nt": 0.80},
         1: {"df": 0.97, "f2f": 0.62, "fs": 0.72, "nt": 0.86},
     }
-    entries = [{"source": "ffpp-c40-df", "target": f"ffpp-c40-{t}", "shots": 0, "paper_train": "DF",
+    entries = [{"source": "ffpp-c40-df", "target": f"ffpp-c40-{t}", "shots": 5, "paper_train": "DF",
                 "paper_test": names[t]} for t in names]
     for seed, per_target in auc.items():
         for t, value in per_target.items():
-            write_metrics(fn, "ffpp-c40-df", f"ffpp-c40-{t}", "daml", seed, 0, 0.5, value)
+            write_both(fn, "ffpp-c40-df", f"ffpp-c40-{t}", "daml", seed, 5, 0.5, value)
     df = tables.build_table("table3", entries, ["daml"], SEEDS, fn, reference)
     seed_means = [(60 + 70 + 80) / 3, (62 + 72 + 86) / 3]
     assert cell(df, "DAML (ours)", "Cross AVG", "AUC") == pytest.approx(sum(seed_means) / 2)
     assert cell(df, "DAML (ours)", "Cross AVG", "AUC", "std") == pytest.approx(abs(seed_means[0] - seed_means[1]) / math.sqrt(2))
     assert cell(df, "DAML (ours)", "Cross AVG", "AUC", "paper") == 73.93
     assert cell(df, "Xception", "Cross AVG", "AUC") == 57.78
+    zero = cell(df, "DAML (ours)", "Cross AVG", "AUC", kind=tables.ZERO_SHOT)
+    assert zero == pytest.approx(sum(seed_means) / 2 - 10)
     assert set(df["metric"]) == {"AUC"}
     lay = tables.layout(df)
     assert lay.columns[-1] == ("Cross AVG", "AUC")
@@ -124,20 +153,20 @@ def test_cross_avg_per_seed_then_mean(tmp_path, reference):
 
 def test_missing_metrics_file_names_it(tmp_path, reference):
     fn = tables.default_metrics_path(tmp_path)
-    with pytest.raises(DamlError, match=r"ffpp-c23/ffpp-c23/daml/seed0/shots0/metrics.json"):
+    with pytest.raises(DamlError, match=r"ffpp-c23/ffpp-c23/daml/seed0/shots10/metrics.json"):
         tables.build_table("table1", TABLE1[:1], ["daml"], [0], fn, reference)
 
 
 def test_nan_metric_shown_as_na(tmp_path, reference):
     fn = tables.default_metrics_path(tmp_path)
-    write_metrics(fn, "ffpp-c23", "ffpp-c23", "daml", 0, 0, 0.9, float("nan"))
-    write_metrics(fn, "ffpp-c23", "ffpp-c23", "daml", 1, 0, 0.9, None)
+    write_both(fn, "ffpp-c23", "ffpp-c23", "daml", 0, 10, 0.9, float("nan"))
+    write_both(fn, "ffpp-c23", "ffpp-c23", "daml", 1, 10, 0.9, None)
     df = tables.build_table("table1", TABLE1[:1], ["daml"], SEEDS, fn, reference)
     assert math.isnan(cell(df, "DAML (ours)", "FF++ c23", "AUC"))
     out = tmp_path / "out"
     tables.write_table(df, out / "t.csv", out / "t.md", out / "t.tex")
     md = (out / "t.md").read_text()
-    assert "| DAML (ours) | measured (2 seeds) | 90.00 ± 0.00 | n/a |" in md
+    assert "| DAML (ours) | fine-tuned, 10 shots (2 seeds) | 90.00 ± 0.00 | n/a |" in md
     back = tables.read_table(out / "t.csv")
     assert math.isnan(cell(back, "DAML (ours)", "FF++ c23", "AUC"))
     assert cell(back, "DAML (ours)", "FF++ c23", "ACC") == pytest.approx(90.0)
@@ -164,16 +193,17 @@ def test_loto_has_no_paper_rows(tmp_path, reference):
     fn = tables.default_metrics_path(tmp_path)
     entry = {"source": "ffpp-c40-no-df", "target": "ffpp-c40-df", "shots": 10}
     for seed in SEEDS:
-        write_metrics(fn, "ffpp-c40-no-df", "ffpp-c40-df", "daml", seed, 10, 0.5, 0.6 + 0.1 * seed)
+        write_both(fn, "ffpp-c40-no-df", "ffpp-c40-df", "daml", seed, 10, 0.5, 0.6 + 0.1 * seed)
     df = tables.build_table("loto", [entry], ["daml"], SEEDS, fn, reference)
-    assert list(df["kind"]) == ["measured"]
-    assert df["value"].item() == pytest.approx(65.0) and math.isnan(df["paper"].item())
-    assert df["test"].item() == "ffpp-c40-df"
+    assert list(df["kind"]) == ["measured", "zero-shot"]
+    assert df["value"].tolist() == pytest.approx([65.0, 55.0]) and df["paper"].isna().all()
+    assert set(df["test"]) == {"ffpp-c40-df"}
 
 
 def test_make_table_from_input_list(tmp_path):
     fn = tables.default_metrics_path(tmp_path / "results")
-    paths = [write_metrics(fn, "ffpp-c23", "ffpp-c23", m, s, 0, 0.8, 0.9) for m in METHODS for s in SEEDS]
+    paths = [write_both(fn, "ffpp-c23", "ffpp-c23", m, s, 10, 0.8, 0.9) for m in METHODS for s in SEEDS]
+    paths += [p.parent.parent / "shots0" / "metrics.json" for p in paths]
     out = tmp_path / "results" / "tables"
     df = tables.make_table("table1", TABLE1[:1], METHODS, SEEDS, list(reversed(paths)),
                            out / "table1.csv", out / "table1.md", out / "table1.tex")
@@ -184,9 +214,65 @@ def test_make_table_from_input_list(tmp_path):
 
 def test_entry_without_paper_labels_gets_no_paper_numbers(tmp_path, reference):
     fn = tables.default_metrics_path(tmp_path)
-    entry = {"source": "ffpp-c23", "target": "ffpp-c40", "shots": 0}
+    entry = {"source": "ffpp-c23", "target": "ffpp-c40", "shots": 10}
     for seed in SEEDS:
-        write_metrics(fn, "ffpp-c23", "ffpp-c40", "daml", seed, 0, 0.7, 0.8)
+        write_both(fn, "ffpp-c23", "ffpp-c40", "daml", seed, 10, 0.7, 0.8)
     df = tables.build_table("table1", [entry], ["daml"], SEEDS, fn, reference)
-    assert list(df["kind"].unique()) == ["measured"] and df["paper"].isna().all()
+    assert list(df["kind"].unique()) == ["measured", "zero-shot"] and df["paper"].isna().all()
     assert set(df["test"]) == {"ffpp-c40"} and set(df["train"]) == {"ffpp-c23"}
+
+
+def write_predictions(fn, source, target, method, seed, shots, shift, videos=30, frames=4):
+    """predictions.csv of one evaluation: fakes score `shift` higher than reals, plus noise."""
+    rng = np.random.default_rng(hash((method, seed, target)) % 2**32)
+    rows = []
+    for v in range(videos):
+        label = v % 2
+        for f in range(frames):
+            prob = 1 / (1 + math.exp(-(shift * label + rng.normal(0, 1))))
+            rows.append(dict(key=f"ffpp/c40/x/{v:03d}", dataset="ffpp", technique="x", video=f"{v:03d}",
+                             frame=f, label=label, prob=prob))
+    path = Path(fn(source, target, method, seed, shots)).with_name("predictions.csv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+def test_comparisons_with_paired_bootstrap_intervals(tmp_path, reference):
+    fn = tables.default_metrics_path(tmp_path)
+    names = {"df": "DF", "nt": "NT"}
+    entries = [{"source": "ffpp-c40-df", "target": f"ffpp-c40-{t}", "shots": 10, "paper_train": "DF",
+                "paper_test": names[t]} for t in names]
+    shift = {"daml": 3.0, "maml": 0.2, "erm": 2.9}  # DAML far better than MAML, like ERM
+    for t in names:
+        for method in shift:
+            for seed in SEEDS:
+                write_both(fn, "ffpp-c40-df", f"ffpp-c40-{t}", method, seed, 10, 0.5, 0.7)
+                write_predictions(fn, "ffpp-c40-df", f"ffpp-c40-{t}", method, seed, 10, shift[method])
+    predictions = lambda *key: Path(fn(*key)).with_name("predictions.csv")  # noqa: E731
+    df = tables.build_table("table3", entries, list(shift), SEEDS, fn, reference,
+                            predictions_path_fn=predictions)
+    comparisons = df[df["kind"] == tables.COMPARISON]
+    assert set(comparisons["method"]) == {"DAML - MAML", "DAML - ERM"}
+    assert set(comparisons["test"]) == {"DF", "NT", "Cross AVG"}
+    maml = comparisons[(comparisons["method"] == "DAML - MAML") & (comparisons["test"] == "NT")].iloc[0]
+    # the value is the mean over seeds of the AUC differences, computed directly here
+    from sklearn.metrics import roc_auc_score
+    direct = []
+    for seed in SEEDS:
+        a, b = (pd.read_csv(predictions("ffpp-c40-df", "ffpp-c40-nt", m, seed, 10)) for m in ("daml", "maml"))
+        direct.append(roc_auc_score(a.label, a.prob) - roc_auc_score(b.label, b.prob))
+    assert maml["value"] == pytest.approx(100 * np.mean(direct))
+    assert 0 < maml["ci_low"] < maml["value"] < maml["ci_high"]  # clearly better
+    erm = comparisons[(comparisons["method"] == "DAML - ERM") & (comparisons["test"] == "NT")].iloc[0]
+    assert erm["ci_low"] < 0 < erm["ci_high"]  # indistinguishable
+    cross = comparisons[(comparisons["method"] == "DAML - MAML") & (comparisons["test"] == "Cross AVG")]
+    assert cross["value"].item() == pytest.approx(maml["value"])  # NT is the only unseen technique
+    lay = tables.layout(df)
+    md = tables.to_markdown(lay)
+    assert f"{maml['value']:+.2f} [{maml['ci_low']:+.2f}, {maml['ci_high']:+.2f}] *" in md
+    assert any("Distinguishable from zero: DAML - MAML on" in n for n in lay.notes)
+    back_dir = tmp_path / "out"
+    tables.write_table(df, back_dir / "t.csv", back_dir / "t.md", back_dir / "t.tex")
+    back = tables.read_table(back_dir / "t.csv")
+    assert back.loc[back["kind"] == tables.COMPARISON, "ci_low"].notna().all()

@@ -1,5 +1,6 @@
 """Training, resume, determinism, few-shot adaptation and evaluation on tiny synthetic shards."""
 
+import inspect
 import json
 import zlib
 from dataclasses import replace
@@ -9,10 +10,10 @@ import pandas as pd
 import pytest
 import torch
 
-from daml.adapt import AdaptSettings, adapt_model
+from daml.adapt import AdaptSettings, adapt_model, adapted_copy
 from daml.errors import DamlError
 from daml.evaluate import EvaluateSettings, evaluate_model
-from daml.facedata import load_faces
+from daml.facedata import load_faces, to_input
 from daml.model import load_model
 from daml.train import TrainSettings, train_model
 
@@ -37,19 +38,29 @@ def face(rng, technique, size=24):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def write_shards(folder, frames=3, n_shards=2, seed=0):
+def noise_face(rng, technique, size=128):
+    """Uniform noise; a fake adds a technique's periodic grid (wrapping in uint8)."""
+    img = rng.integers(40, 216, (size, size, 3), dtype=np.uint8)
+    step = {"Deepfakes": (4, 1), "Face2Face": (1, 4), "FaceSwap": (4, 4), "NeuralTextures": (2, 2)}
+    if technique in step:
+        img[:: step[technique][0], :: step[technique][1]] += 30
+    return img
+
+
+def write_shards(folder, frames=3, n_shards=2, seed=0, splits=SPLITS, make=face):
     rng = np.random.default_rng(seed)
     rows, crops = [[] for _ in range(n_shards)], [[] for _ in range(n_shards)]
-    for split, ids in SPLITS.items():
+    for split, ids in splits.items():
         for i in ids:
             videos = [("real", f"{i:03d}", 0)] + [
                 (t, f"{i:03d}_{i + 50:03d}", 1) for t in TECHNIQUES
             ]
             for technique, video, label in videos:
+                target, _, source = video.partition("_")
                 key = f"ffpp/c23/{technique}/{video}"
                 shard = zlib.crc32(key.encode()) % n_shards
                 for f in range(frames):
-                    crops[shard].append(face(rng, technique))
+                    crops[shard].append(make(rng, technique))
                     rows[shard].append(
                         dict(
                             key=key,
@@ -59,6 +70,8 @@ def write_shards(folder, frames=3, n_shards=2, seed=0):
                             video=video,
                             split=split,
                             label=label,
+                            target_id=target,
+                            source_id=source,
                             frame=f,
                             score=0.99,
                             how="detected",
@@ -83,6 +96,7 @@ def settings(**changes):
         inner_lr=0.01,
         inner_steps=1,
         first_order=True,
+        daml_weight="literal",
         meta_lr=1e-3,
         lr_decay_every=30,
         lr_decay_factor=0.5,
@@ -103,12 +117,20 @@ def settings(**changes):
 SOURCE = {"faceset": "ffpp-c23", "techniques": TECHNIQUES}
 
 
+def adapt_settings(**changes):
+    base = AdaptSettings(
+        shots=4, steps=5, lr=1e-4, batch_size=0, bn_mode="source", device="cpu", precision="fp32",
+        threads=1,
+    )
+    return replace(base, **changes)
+
+
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return write_shards(tmp_path_factory.mktemp("faces"))
 
 
-def run(folder, shards, method="daml", seed=0, source=SOURCE, **changes):
+def run(folder, shards, method="daml", seed=0, source=SOURCE, selection=None, **changes):
     folder.mkdir(parents=True, exist_ok=True)
     out = dict(
         out_model=folder / "model.pt",
@@ -116,7 +138,8 @@ def run(folder, shards, method="daml", seed=0, source=SOURCE, **changes):
         out_validation=folder / "validation.csv",
         checkpoint_path=folder / "checkpoint.pt",
     )
-    summary = train_model(shards, source, method, seed, settings(**changes), **out)
+    rule = selection or adapt_settings()
+    summary = train_model(shards, source, method, seed, settings(**changes), rule, **out)
     return summary, out
 
 
@@ -133,7 +156,9 @@ def test_short_training_separates_synthetic_fakes(tmp_path, shards, method):
     history = pd.read_csv(out["out_history"])
     assert list(history.columns) == ["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]
     validation = pd.read_csv(out["out_validation"])
-    assert list(validation.columns) == ["iteration", "auc", "acc", "loss"]
+    assert list(validation.columns) == [
+        "iteration", "auc", "acc", "loss", "theta_auc", "theta_acc", "theta_loss"
+    ]
     assert validation.iteration.tolist() == [10, 20, 30, 40, 50, 60]
     if method == "erm":
         assert (history.task == "pooled").all() and (history.weight == 1).all()
@@ -142,9 +167,11 @@ def test_short_training_separates_synthetic_fakes(tmp_path, shards, method):
         assert len(history) == 60 * 4 and set(history.task) == set(TECHNIQUES)
         first = history[history.iteration == 1]
         losses = first.query_loss.to_numpy()
-        weights = 1 / (1 + np.exp(-losses)) if method == "daml" else np.ones(4)
-        np.testing.assert_allclose(first.weight, weights, rtol=1e-6)
-        objective = (losses * weights).sum()
+        s = 1 / (1 + np.exp(-losses))
+        # the recorded weight is the one the gradient applies: d(L s)/dL = s + L s (1 - s)
+        weights = s + losses * s * (1 - s) if method == "daml" else np.ones(4)
+        np.testing.assert_allclose(first.weight, weights, rtol=1e-5)
+        objective = (losses * s).sum() if method == "daml" else losses.sum()
         np.testing.assert_allclose(first.meta_loss, objective, rtol=1e-5)
     # decay every 30 iterations: iterations 1-30 at meta_lr, 31-60 at half of it
     lr = history.groupby("iteration").lr.first()
@@ -182,16 +209,16 @@ def test_resume_after_an_exception(tmp_path, shards, monkeypatch):
     real_step = meta.meta_step
 
     def failing(*args, **kwargs):
-        if args[7] == 13:
+        if inspect.signature(real_step).bind(*args, **kwargs).arguments["iteration"] == 13:
             raise RuntimeError("killed")
         return real_step(*args, **kwargs)
 
-    monkeypatch.setitem(meta.STEPS, "daml", failing)
+    monkeypatch.setattr(meta, "meta_step", failing)
     with pytest.raises(RuntimeError):
         run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
     assert not (tmp_path / "crash" / "model.pt").exists()
     assert torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["iteration"] == 10
-    monkeypatch.setitem(meta.STEPS, "daml", real_step)
+    monkeypatch.setattr(meta, "meta_step", real_step)
     _, resumed = run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
     assert files_equal(whole, resumed, "out_history") and files_equal(
         whole, resumed, "out_validation"
@@ -277,14 +304,43 @@ def test_source_without_techniques_uses_every_technique_of_the_face_set(tmp_path
     assert set(pd.read_csv(out["out_history"]).task) == set(TECHNIQUES)
 
 
+def test_meta_test_scores_theta_d_where_theta_alone_ranks_fakes_below_reals(tmp_path):
+    """Meta-learned weights are good after adaptation, not before: select and report theta_d.
+
+    At 128 px on noise faces, a few DAML iterations give weights theta that rank every fake
+    below every real (validation AUC 0), while theta_d, the same weights after the meta-test
+    fine-tuning (20 Adam steps at 1e-4 on 4 faces per class), ranks them all correctly.
+    Selection must score theta_d, and the tables read the fine-tuned model's evaluation.
+    """
+    splits = {"train": range(0, 6), "val": range(6, 10), "test": range(10, 14)}
+    shards = write_shards(tmp_path, frames=4, n_shards=1, splits=splits, make=noise_face)
+    rule = adapt_settings(steps=20)
+    summary, out = run(
+        tmp_path / "train", shards, selection=rule, image_size=128, iterations=8,
+        validate_every=8, checkpoint_every=8, max_val_faces=0, lr_decay_every=1000,
+    )
+    validation = pd.read_csv(out["out_validation"]).iloc[-1]
+    assert validation.theta_auc < 0.3  # theta alone: fakes below reals
+    assert validation.auc > 0.9  # theta_d
+    _, payload = load_model(out["out_model"])
+    assert payload["best_validation"]["auc"] == pytest.approx(validation.auc) == summary["auc"]
+    assert payload["selection"]["steps"] == 20 and payload["selection"]["bn_mode"] == "source"
+
+    scores = {}
+    evaluate = EvaluateSettings(batch_size=64, device="cpu", precision="fp32", threads=1)
+    adapt_model(out["out_model"], shards, SOURCE, 4, 0, rule, tmp_path / "adapted.pt")
+    for name, model_pt in (("theta", out["out_model"]), ("theta_d", tmp_path / "adapted.pt")):
+        scores[name] = evaluate_model(
+            model_pt, shards, SOURCE, tmp_path / f"{name}.csv", tmp_path / f"{name}.json", evaluate
+        )["frame"]["auc"]
+    assert scores["theta"] < 0.3 and scores["theta_d"] > 0.8, scores
+
+
 def test_adapt_and_evaluate(tmp_path, shards):
     _, out = run(tmp_path / "train", shards, iterations=30)
     target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
-    adapt_settings = AdaptSettings(
-        steps=5, lr=1e-4, batch_size=0, bn_mode="batch", device="cpu", precision="fp32", threads=1
-    )
     record = adapt_model(
-        out["out_model"], shards, target, 4, 0, adapt_settings, tmp_path / "adapt" / "model.pt"
+        out["out_model"], shards, target, 4, 0, adapt_settings(), tmp_path / "adapt" / "model.pt"
     )
     train_keys = set(load_faces(shards, 16, None, ["train"]).table.key)
     keys = [k.split("#")[0] for k in record["keys"]]
@@ -335,6 +391,41 @@ def test_adapt_and_evaluate(tmp_path, shards):
     np.testing.assert_allclose(pd.read_csv(tmp_path / "p1.csv").prob, predictions.prob, atol=1e-5)
 
 
+@pytest.mark.parametrize("bn_mode", ["source", "shots", "batch"])
+def test_fine_tuning_batch_norm_modes(tmp_path, shards, bn_mode):
+    _, out = run(tmp_path / "train", shards, iterations=10)
+    model, _ = load_model(out["out_model"])
+    faces = load_faces(shards, 16, None, ["train"]).subset(np.arange(12))
+    before = {k: v.clone() for k, v in model.state_dict().items() if "running" in k}
+    tuned, losses = adapted_copy(
+        model, faces, adapt_settings(bn_mode=bn_mode, steps=3), 0, torch.device("cpu"), None
+    )
+    assert len(losses) == 3 and not tuned.training
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # a copy
+    first = tuned.features[1]
+    with torch.no_grad():
+        h = model.features[0](to_input(faces.images))
+    if bn_mode == "source":  # the statistics of training are kept
+        assert torch.equal(first.running_mean, before["features.1.running_mean"])
+    elif bn_mode == "shots":  # exactly the shots' statistics (the first layer's input is fixed)
+        assert torch.allclose(first.running_mean, h.mean((0, 2, 3)), atol=1e-5)
+        assert torch.allclose(first.running_var, h.var((0, 2, 3), unbiased=True), rtol=1e-4)
+    else:  # moved towards the shots at every step
+        old = before["features.1.running_mean"]
+        assert not torch.equal(first.running_mean, old)
+        assert torch.allclose(
+            first.running_mean, 0.9**3 * old + (1 - 0.9**3) * h.mean((0, 2, 3)), atol=1e-4
+        )
+
+
+def test_too_few_leak_free_shots_name_the_counts(tmp_path, shards):
+    _, out = run(tmp_path / "train", shards, iterations=4)
+    target = {"faceset": "ffpp-c23", "techniques": ["FaceSwap"]}
+    with pytest.raises(DamlError, match=r"24 fake faces \(8 videos\).*fewer than shots=30"):
+        adapt_model(out["out_model"], shards, target, 30, 0, adapt_settings(), tmp_path / "a.pt")
+    assert not (tmp_path / "a.pt").exists()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards):
     """The GPU path end to end with the defaults there: graph replay, bf16, GPU fine-tuning."""
@@ -342,10 +433,7 @@ def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards)
     target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
     adapted = {}
     for device in ("cpu", "cuda"):
-        settings = AdaptSettings(
-            steps=5, lr=1e-4, batch_size=0, bn_mode="batch", device=device, precision="auto",
-            threads=1,
-        )
+        settings = adapt_settings(device=device, precision="auto")
         path = tmp_path / f"adapt-{device}" / "model.pt"
         adapted[device] = adapt_model(out["out_model"], shards, target, 4, 0, settings, path)
     # the shots are drawn on the host: the same faces whichever device fine-tunes

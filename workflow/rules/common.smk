@@ -1,7 +1,6 @@
 # Shared helpers: config validation, wildcard constraints, input functions and target lists.
 # Parsed once when the workflow starts; rules files only call what is defined here.
 
-import zlib
 from pathlib import Path
 
 from daml import config as daml_config
@@ -102,25 +101,36 @@ def evaluated_model(wildcards):
     return rules.adapt_model.output.model.format(**wildcards)
 
 
-def metrics_file(source, target, method, seed, shots):
-    return rules.evaluate_model.output.metrics.format(
+def evaluation_file(kind, source, target, method, seed, shots):
+    return getattr(rules.evaluate_model.output, kind).format(
         source=source, target=target, method=method, seed=seed, shots=shots
     )
 
 
-def table_metrics(table):
+def table_evaluations(table, kind, zero_shot=True):
+    """metrics.json or predictions.csv of a table: each row fine-tuned, and zero-shot."""
     return [
-        metrics_file(e["source"], e["target"], m, s, e["shots"])
+        evaluation_file(kind, e["source"], e["target"], m, s, k)
         for e in config["tables"][table]
+        for k in dict.fromkeys([e["shots"], 0] if zero_shot else [e["shots"]])
         for m in config["methods"]
         for s in config["seeds"]
     ]
 
 
+def table_metrics(table):
+    return table_evaluations(table, "metrics")
+
+
+def table_predictions(table):
+    """Predictions of the fine-tuned rows, for the methods' bootstrap comparisons."""
+    return table_evaluations(table, "predictions", zero_shot=False)
+
+
 def shots_metrics():
     fig = config["figures"]
     return [
-        metrics_file(fig["shots_source"], t, m, s, k)
+        evaluation_file("metrics", fig["shots_source"], t, m, s, k)
         for t in fig["shots_targets"]
         for m in config["methods"]
         for s in config["seeds"]

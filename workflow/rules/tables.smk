@@ -4,6 +4,7 @@
 rule make_table:
     input:
         metrics=lambda w: table_metrics(w.table),
+        predictions=lambda w: table_predictions(w.table),
     output:
         csv=report(
             "results/tables/{table}.csv",

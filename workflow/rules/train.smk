@@ -1,6 +1,7 @@
 # Training stage: DAML, MAML or ERM on a source's tasks. One model per source, method and seed,
-# shared by every table row that names the source. The rolling checkpoint is not an output, so
-# Snakemake keeps it when a killed job is rerun and training resumes from it.
+# shared by every table row that names the source. Validation selects the model after the
+# meta-test fine-tuning (`adapt` settings), as the tables score it. The rolling checkpoint is
+# not an output, so Snakemake keeps it when a killed job is rerun and training resumes from it.
 
 
 rule train_model:
@@ -24,6 +25,7 @@ rule train_model:
     params:
         source=lambda w: config["sources"][w.source],
         settings=config["train"],
+        selection=config["adapt"],
         checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",
     script:
         "../../scripts/train_model.py"
