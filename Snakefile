@@ -1,6 +1,6 @@
 # Reproduction of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
 # Stages, in pipeline order: data -> frames -> faces -> train -> adapt -> evaluate -> tables -> report.
-# Targets: all (default), table1, table2, table3, loto, figures, report.
+# Targets: all (default), table1, table2, table3, loto, figures, report; check_data (readers only).
 
 from snakemake.utils import min_version
 

@@ -2,7 +2,7 @@
 
 Description:
     Builds, in a temporary folder, simulated full-size copies of the four datasets in their
-    official layouts (docs/datasets.md, design.md section 4), made of EMPTY files (a dry run
+    official layouts (docs/datasets.md), made of EMPTY files (a dry run
     reads no video, only names and timestamps):
 
     - FaceForensics++: 1,000 real videos and 4 x 1,000 fakes (Deepfakes, Face2Face, FaceSwap,

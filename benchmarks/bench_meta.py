@@ -2,7 +2,7 @@
 
 Description:
     Conv-4 at 84 px, 4 tasks, support and query batches of 16, one inner step, first
-    order (design.md section 8). The reference is written here the way learn2learn's MAML
+    order. The reference is written here the way learn2learn's MAML
     example works: deep-copy the model per task, adapt the copy with autograd, backpropagate
     the query loss and add the copy's gradients into the original. Both start from the same
     weights and batches; their meta-gradients must agree in float64 and are reported in fp32

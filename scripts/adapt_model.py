@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import adapt, config, logs
 
 with logs.to_file(snakemake.log[0]):
@@ -13,4 +14,5 @@ with logs.to_file(snakemake.log[0]):
         int(snakemake.wildcards.seed),
         config.settings_from(adapt.AdaptSettings, {**snakemake.params.settings, "threads": snakemake.threads}, "adapt"),
         out_model=Path(snakemake.output.model),
+        manifest=Path(snakemake.input.manifest),
     )

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import config, logs
 from daml.data import synthetic
 

@@ -1,5 +1,6 @@
 """Build one table (ours beside the paper's numbers) as CSV, Markdown and LaTeX."""
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import logs, tables
 
 with logs.to_file(snakemake.log[0]):

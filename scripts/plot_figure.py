@@ -1,5 +1,6 @@
 """Draw one figure as PNG and PDF."""
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import figures, logs
 
 with logs.to_file(snakemake.log[0]):

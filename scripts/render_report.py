@@ -1,5 +1,6 @@
 """Render the HTML report from the tables, figures, manifests, face indexes and benchmarks."""
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import logs, report
 
 with logs.to_file(snakemake.log[0]):

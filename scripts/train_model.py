@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import adapt, config, logs, train
 
 with logs.to_file(snakemake.log[0]):
@@ -16,4 +17,5 @@ with logs.to_file(snakemake.log[0]):
         out_history=Path(snakemake.output.history),
         out_validation=Path(snakemake.output.validation),
         checkpoint_path=Path(snakemake.params.checkpoint),
+        manifest=Path(snakemake.input.manifest),
     )

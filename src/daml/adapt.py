@@ -28,7 +28,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,7 +37,7 @@ from torch import nn
 
 from daml.errors import DamlError
 from daml.evaluate import target_techniques
-from daml.facedata import Faces, load_faces, load_table, to_input
+from daml.facedata import Faces, describe_split, load_faces, load_table, to_input
 from daml.io import atomic_path
 from daml.meta import loss_fn
 from daml.model import autocast, configure_threads, load_model, resolve_device, resolve_precision
@@ -161,7 +161,12 @@ def adapted_copy(
 
 
 def choose_shots(
-    train: pd.DataFrame, held_out: pd.DataFrame, shots: int, seed: int, what: str
+    train: pd.DataFrame,
+    held_out: pd.DataFrame,
+    shots: int,
+    seed: int,
+    what: str,
+    explain: Callable[[], str] | None = None,
 ) -> np.ndarray:
     """Positions (into `train`) of `shots` faces per class from the leak-free pool.
 
@@ -171,6 +176,8 @@ def choose_shots(
         shots: faces per class.
         seed: seed of the draw.
         what: the target or source, for messages.
+        explain: called only when the pool is short; its text (what became of the split's
+            videos, `daml.facedata.describe_split`) ends the message.
 
     Raises:
         DamlError with the pool's counts when a class has fewer than `shots` faces.
@@ -197,6 +204,7 @@ def choose_shots(
                 f"split holds {total} {name} faces, and {excluded} train videos are left out "
                 "because they show an identity of the scored videos. Lower the row's shots "
                 "(or adapt.shots), or check the faces stage output for this split"
+                + (f". Train split: {explain()}" if explain else "")
             )
     return candidates[sample_shots(table, shots, seed)]
 
@@ -209,6 +217,7 @@ def adapt_model(
     seed: int,
     settings: AdaptSettings,
     out_model: str | Path,
+    manifest: str | Path | None = None,
 ) -> dict:
     """Fine-tune a trained model on `shots` labelled faces per class of the target.
 
@@ -220,6 +229,7 @@ def adapt_model(
         seed: seed of the k-shot draw and of the minibatches.
         settings: `AdaptSettings` (its `shots` is not read: `shots` is).
         out_model: the adapted model.pt (payload of the input plus an `adapt` record).
+        manifest: the target dataset's manifest.csv, for the counts of a short pool.
 
     Returns:
         the `adapt` record (shots, keys of the chosen faces, losses).
@@ -234,7 +244,15 @@ def adapt_model(
     techniques = target_techniques(target)
     train = load_table(shards, techniques, ["train"])
     test = load_table(shards, techniques, ["test"])
-    positions = choose_shots(train, test, shots, seed, f"target {target.get('faceset')}")
+    faceset = target.get("faceset")
+    positions = choose_shots(
+        train,
+        test,
+        shots,
+        seed,
+        f"target {faceset}",
+        lambda: describe_split(shards, manifest, faceset, techniques, "train"),
+    )
     chosen = load_faces(shards, int(payload["image_size"]), techniques, ["train"], positions)
     losses = fine_tune(
         model, chosen.images.to(device), chosen.labels.to(device), settings, seed, device, dtype

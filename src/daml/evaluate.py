@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from daml.errors import DamlError
-from daml.facedata import load_faces, to_input
+from daml.facedata import describe_split, load_faces, to_input
 from daml.io import write_csv, write_json
 from daml.metrics import compute_metrics
 from daml.model import autocast, configure_threads, load_model, resolve_device, resolve_precision
@@ -84,6 +84,7 @@ def evaluate_model(
     out_predictions: str | Path,
     out_metrics: str | Path,
     settings: EvaluateSettings,
+    manifest: str | Path | None = None,
 ) -> dict:
     """Predict every test face of a target and write predictions.csv and metrics.json.
 
@@ -93,6 +94,7 @@ def evaluate_model(
         target: {"faceset": str, "techniques": [str, ...] or None for all}.
         out_predictions, out_metrics: output paths.
         settings: `EvaluateSettings`.
+        manifest: the target dataset's manifest.csv, for the counts of an empty test split.
 
     Returns:
         the metrics dict written to `out_metrics`.
@@ -101,11 +103,13 @@ def evaluate_model(
     device = resolve_device(settings.device)
     dtype = resolve_precision(settings.precision, device)
     model, payload = load_model(model_pt, device)
-    faces = load_faces(shards, int(payload["image_size"]), target_techniques(target), ["test"])
+    techniques = target_techniques(target)
+    faces = load_faces(shards, int(payload["image_size"]), techniques, ["test"])
     if len(faces) == 0:
         raise DamlError(
-            f"target {target.get('faceset')} (techniques {target.get('techniques')}) "
-            "has no test faces: check the faces stage output and the target config"
+            f"target {target.get('faceset')} (techniques {target.get('techniques')}) has no "
+            "test faces, so there is nothing to score: "
+            + describe_split(shards, manifest, target.get("faceset"), techniques, "test")
         )
     probs = predict(model, faces.images, settings.batch_size, device, dtype)
     predictions = faces.table[PREDICTION_COLUMNS[:-1]].copy()

@@ -22,22 +22,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from daml.config import FACESETS
+from daml.data.manifest import CARRIED_COLUMNS, select_rows
 from daml.errors import DamlError
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [
-    "key",
-    "dataset",
-    "technique",
-    "compression",
-    "video",
-    "split",
-    "label",
-    "target_id",
-    "source_id",
-    "frame",
-]
+COLUMNS = CARRIED_COLUMNS + ["frame"]  # the manifest's columns of a crop row, then its frame
 # identity columns are strings, empty where a layout publishes none
 TEXT_COLUMNS = {"key": str, "video": str, "target_id": str, "source_id": str}
 REAL = "real"
@@ -77,24 +68,6 @@ class Faces:
 def shard_table_path(shard: str | Path) -> Path:
     """The metadata CSV that belongs to a shard (`shard007.npz` -> `shard007.csv`)."""
     return Path(shard).with_suffix(".csv")
-
-
-def select_rows(
-    table: pd.DataFrame, techniques: Sequence[str] | None, splits: Iterable[str] | None
-) -> np.ndarray:
-    """Boolean mask of rows in `splits` that are real or fake of one of `techniques`.
-
-    Arguments:
-        techniques: fake techniques to keep (real rows are always kept); None keeps all.
-        splits: splits to keep; None keeps all.
-    """
-    mask = np.ones(len(table), dtype=bool)
-    if splits is not None:
-        mask &= table["split"].isin(list(splits)).to_numpy()
-    if techniques is not None:
-        real = table["label"].to_numpy() == 0
-        mask &= real | table["technique"].isin(list(techniques)).to_numpy()
-    return mask
 
 
 def _read_shard_table(shard: Path) -> pd.DataFrame | None:
@@ -219,3 +192,64 @@ def resize(crops: torch.Tensor, image_size: int, chunk: int = 1024) -> torch.Ten
 def to_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B,S,S,3) crops -> float32 (B,3,S,S) in [-1, 1] with channels-last strides."""
     return images.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+
+
+def skips_path(shard: str | Path) -> Path:
+    """The skip table that belongs to a shard (`shard007.npz` -> `shard007.skips.csv`)."""
+    return Path(shard).with_suffix(".skips.csv")
+
+
+def describe_split(
+    shards: Sequence[str | Path],
+    manifest_csv: str | Path | None,
+    faceset: str,
+    techniques: Sequence[str] | None,
+    split: str,
+) -> str:
+    """What became of one split's videos between the manifest and the face shards.
+
+    For a message when a split yields too few faces: how many videos of the face set,
+    split and techniques the manifest lists, how many gave faces, how many were skipped
+    whole or lost every frame, counted by reason, and the skip tables to open.
+
+    Arguments:
+        shards: the face set's shards.
+        manifest_csv: `results/data/{dataset}/manifest.csv` (None: not counted).
+        faceset: e.g. "ffpp-c23" (its compression picks the manifest rows).
+        techniques: fake techniques kept (None: all).
+        split: "train", "val" or "test".
+    """
+    tables = [t for t in (_read_shard_table(Path(s)) for s in shards) if t is not None]
+    faces = _typed([t.loc[select_rows(t, techniques, [split]), COLUMNS] for t in tables])
+    with_faces = set(faces["key"])
+    listed: set[str] | None = None
+    parts = []
+    if manifest_csv is not None and Path(manifest_csv).is_file():
+        manifest = pd.read_csv(manifest_csv, dtype=str, keep_default_na=False)
+        compression = FACESETS.get(faceset, (None, None))[1] or "none"
+        manifest = manifest[manifest["compression"] == compression]
+        manifest = manifest.assign(label=manifest["label"].astype(int))
+        listed = set(manifest.loc[select_rows(manifest, techniques, [split]), "key"])
+        parts.append(f"the manifest {manifest_csv} lists {len(listed)} {split} videos of {faceset}")
+    parts.append(f"{len(with_faces)} gave faces ({len(faces)} faces)")
+    whole: dict[str, int] = {}
+    frames: dict[str, set] = {}
+    for shard in shards:
+        path = skips_path(shard)
+        if not path.is_file() or path.stat().st_size == 0:
+            continue
+        skips = pd.read_csv(path, dtype={"key": str, "reason": str}, keep_default_na=False)
+        if listed is not None:
+            skips = skips[skips["key"].isin(listed)]
+        for row in skips.itertuples():
+            if int(row.frame) == -1:
+                whole[row.reason] = whole.get(row.reason, 0) + 1
+            elif row.key not in with_faces:
+                frames.setdefault(row.reason, set()).add(row.key)
+    if whole:
+        parts.append("skipped whole: " + ", ".join(f"{n} ({r})" for r, n in sorted(whole.items())))
+    if frames:
+        parts.append("every sampled frame lost: " + ", ".join(
+            f"{len(keys)} ({r})" for r, keys in sorted(frames.items())))
+    tables_to_open = ", ".join(str(skips_path(s)) for s in shards)
+    return "; ".join(parts) + f". Skip tables: {tables_to_open}"

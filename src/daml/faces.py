@@ -36,7 +36,7 @@ Description:
 
 References:
     Deng et al., RetinaFace: Single-stage Dense Face Localisation in the Wild (CVPR 2020);
-    Deng et al., ArcFace (CVPR 2019) for the 112x112 5-point template; design.md section 6.
+    Deng et al., ArcFace (CVPR 2019) for the 112x112 5-point template.
 """
 
 from __future__ import annotations
@@ -59,6 +59,7 @@ from skimage.transform import SimilarityTransform
 from tqdm import tqdm
 
 from daml.errors import DamlError
+from daml.data.manifest import CARRIED_COLUMNS as MANIFEST_COLUMNS
 from daml.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,6 @@ ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
      [70.7299, 92.2041]], dtype=np.float64) / 112.0
 
-# copied from the manifest into every crop row; the identities let later stages keep
-# few-shot faces and pseudo-domain tasks apart from the identities they are tested on
-MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label",
-                    "target_id", "source_id"]
 CROP_COLUMNS = MANIFEST_COLUMNS + ["frame", "x1", "y1", "x2", "y2"] + [
     f"lm{i}{axis}" for i in range(5) for axis in "xy"] + ["score", "how"]
 SKIP_COLUMNS = ["key", "path", "frame", "reason"]

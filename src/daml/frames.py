@@ -14,7 +14,7 @@ Description:
     and the reason (`UnreadableInput.reason`). Peak memory is one video's sampled frames.
 
 References:
-    design.md section 6: "sample 32 frames per video uniformly" (common practice).
+    Sampling 32 frames per video uniformly is the common protocol of deepfake benchmarks.
 """
 
 from __future__ import annotations
@@ -318,7 +318,7 @@ def read_sequence_frames(archive, member: str, n: int, max_side: int | None = No
             sampled PNG is readable.
 
     References:
-        WildDeepfake layout: design.md section 4.
+        WildDeepfake layout: docs/datasets.md.
     """
     if isinstance(archive, tarfile.TarFile):
         path = Path(archive.name or "archive")

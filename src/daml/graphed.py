@@ -12,8 +12,8 @@ Description:
 
     `GraphedStep` (CUDA only) exists because a Conv-4 meta-iteration on a GPU is
     launch-bound: four tasks of support and query passes, forward and backward, are
-    several hundred small kernels, each launched from Python (design.md section 8;
-    benchmarks/bench_gpu.py measures both). It captures one whole iteration once
+    several hundred small kernels, each launched from Python
+    (benchmarks/bench_gpu.py measures both). It captures one whole iteration once
     (gathering the support and query faces by index from the images held on the GPU,
     `daml.meta.meta_backward` or `erm_backward`, the Adam step) and replays it. Per iteration the host
     only draws the task indices with the same sampler and random stream as the eager

@@ -1,7 +1,9 @@
 """Atomic file output: a killed job never leaves a file that looks complete.
 
 Every writer in the package goes through `atomic_path`: it yields a temporary name in the
-destination folder and renames it over the destination only when the block succeeds. A job
+destination folder and renames it over the destination only when the block succeeds, with
+the permissions a plain `open(path, "w")` would give under the user's umask (a temporary
+file is created owner-only, and a rename keeps that). A job
 killed inside the block leaves its hidden temporary behind; the next write of the same
 destination removes it (`remove_stale`): Snakemake never runs two jobs for one output, so
 a temporary of that destination that already exists belongs to a dead attempt.
@@ -43,10 +45,25 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore at once
+    os.umask(mask)
+    return mask
 
 
 def remove_stale(final: Path, pattern: str) -> list[Path]:

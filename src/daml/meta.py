@@ -17,7 +17,7 @@ Description:
     Measured on the 2-core development CPU (84 px, 4 tasks x (16 + 16), first order):
     stacking the tasks along channel groups (grouped convolutions, all tasks in one pass)
     took 535 ms per iteration against 330 ms for this loop (at 32 px: 57 ms against 65 ms,
-    not worth a second code path); torch.func.vmap was slower still (design.md section 8).
+    not worth a second code path); torch.func.vmap was slower still.
     benchmarks/bench_meta.py checks this loop against a learn2learn-style clone loop.
 
     `meta_backward` and `erm_backward` compute an iteration's gradient without reading
@@ -58,8 +58,9 @@ def maml_objective(query_losses: torch.Tensor) -> torch.Tensor:
 def daml_objective(query_losses: torch.Tensor) -> torch.Tensor:
     """Eq. 5 as printed: L * sigmoid(L) = L / (1 + exp(-L)), differentiated as a whole.
 
-    Its gradient weights task i by d/dL [L sigmoid(L)] = s + L s (1 - s) with s = sigmoid(L),
-    which grows from 0.5 at L = 0 past 1 for L > 1.3: hard tasks count more.
+    Its gradient weights task i by d/dL [L sigmoid(L)] = s + L s (1 - s) with s = sigmoid(L):
+    0.5 at L = 0, 1 at L = 1.28, at most 1.10 (L = 2.4), then back towards 1. Hard tasks
+    count up to 2.2 times as much as easy ones.
     """
     return (query_losses * torch.sigmoid(query_losses)).sum()
 

@@ -12,7 +12,7 @@ Description:
     exactly (both are monotone), and the gradient is the same, but ReLU then touches four
     times fewer values, which matters on a CPU (benchmarks/bench_meta.py).
 
-Batch norm policy (design.md section 8):
+Batch norm policy (docs/protocol.md, "Batch norm"):
     - Evaluation and validation run in `eval()` mode with the tracked running statistics,
       so a batch holding one video (one label) is normalised exactly like any other batch.
     - During meta-training every forward pass runs in train mode (batch statistics of that

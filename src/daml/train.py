@@ -50,7 +50,7 @@ from daml import meta
 from daml.adapt import AdaptSettings, adapted_copy, choose_shots
 from daml.errors import DamlError
 from daml.evaluate import predict
-from daml.facedata import Faces, load_faces
+from daml.facedata import Faces, describe_split, load_faces
 from daml.graphed import EagerStep, GraphedStep
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
@@ -200,6 +200,7 @@ def train_model(
     out_history: str | Path,
     out_validation: str | Path,
     checkpoint_path: str | Path,
+    manifest: str | Path | None = None,
 ) -> dict:
     """Train one model on a source with DAML, MAML or ERM; select on validation.
 
@@ -216,6 +217,7 @@ def train_model(
         out_history: history.csv (`iteration,task,query_loss,weight,meta_loss,lr`).
         out_validation: validation.csv (`VALIDATION_COLUMNS`).
         checkpoint_path: rolling checkpoint, resumed from when it matches.
+        manifest: the source dataset's manifest.csv, for the counts of an empty split.
 
     Returns:
         dict with `best_iteration` and the best validation row.
@@ -235,18 +237,26 @@ def train_model(
     if techniques is None:
         fakes = train_faces.table[train_faces.table["label"] == 1]
         techniques = sorted(fakes["technique"].unique())
+    faceset = source.get("faceset")
+    if len(train_faces) == 0:
+        raise DamlError(
+            f"source {faceset}: no faces in the train split, so there is nothing to train on: "
+            + describe_split(shards, manifest, faceset, techniques, "train")
+        )
     val_faces = load_faces(shards, settings.image_size, techniques, ["val"])
     if len(val_faces) == 0:
         raise DamlError(
-            f"source {source.get('faceset')}: no faces in the val split; validation "
-            "selects the model, so the faces stage must produce val faces"
+            f"source {faceset}: no faces in the val split; validation selects the model, so "
+            "the faces stage must produce val faces: "
+            + describe_split(shards, manifest, faceset, techniques, "val")
         )
     shots = choose_shots(
         train_faces.table,
         val_faces.table,
         adapt_settings.shots,
         seed,
-        f"source {source.get('faceset')} (model selection)",
+        f"source {faceset} (model selection)",
+        lambda: describe_split(shards, manifest, faceset, techniques, "train"),
     )
     selection = Selection(
         _validation_subset(val_faces, settings.max_val_faces, seed).to(device),

@@ -84,6 +84,8 @@ def third_party_imports(script: Path) -> set[str]:
                 target = module_file(name)
                 if target is not None:
                     todo.append(target)
+            elif (REPO / "scripts" / f"{top}.py").is_file():  # a helper beside the scripts
+                todo.append(REPO / "scripts" / f"{top}.py")
             elif top not in sys.stdlib_module_names and top != "snakemake":
                 external.add(top)
     return external

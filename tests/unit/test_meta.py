@@ -159,20 +159,17 @@ def conv_tasks(n=3, size=8, image=16, seed=0):
     ]
 
 
+def gradient_only(model, tasks, objective, inner_steps):
+    """One first-order meta-step at inner lr 0.1 whose optimizer does not move the weights."""
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    meta.meta_step(model, optimizer, tasks, objective, 0.1, inner_steps, True, iteration=1)
+
+
 def test_first_order_conv4_matches_l2l_style_clone_loop():
     model = build_model(16, seed=0)
     reference = copy.deepcopy(model)
     tasks = conv_tasks()
-    meta.meta_step(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.0),
-        tasks,
-        meta.daml_objective,
-        0.1,
-        1,
-        True,
-        iteration=1,
-    )
+    gradient_only(model, tasks, meta.daml_objective, inner_steps=1)
     # reference: clone per task, adapt with autograd, weight query grads by dObjective/dL
     reference.zero_grad()
     for t in tasks:
@@ -194,16 +191,7 @@ def test_first_order_conv4_matches_l2l_style_clone_loop():
 def test_running_stats_updated_once_per_task_at_theta():
     model = build_model(16, seed=0)
     tasks = conv_tasks(n=3)
-    meta.meta_step(
-        model,
-        torch.optim.SGD(model.parameters(), lr=0.0),
-        tasks,
-        meta.maml_objective,
-        0.1,
-        2,
-        True,
-        iteration=1,
-    )
+    gradient_only(model, tasks, meta.maml_objective, inner_steps=2)
     bn = model.features[1]
     assert int(bn.num_batches_tracked) == 3
     # expected: momentum updates with each support batch's first-layer statistics at theta

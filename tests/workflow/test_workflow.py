@@ -277,3 +277,98 @@ def test_killed_face_shard_reruns_cleanly(tiny_run, tmp_path):
     # attempt's hidden temporaries (".shard000.npz.XXXXXXXX.npz")
     left = sorted(p.name for p in (work / "results/faces/ffpp-c23").iterdir())
     assert left == ["shard000.csv", "shard000.npz", "shard000.skips.csv"]
+
+
+# ------------------------------------------------------------------ empty splits: clear stops
+
+
+def corrupt_split(root: Path, split: str, compression: str) -> int:
+    """Overwrite every FF++ video of one split and compression with bytes that decode to nothing."""
+    pairs = json.loads((root / "splits" / f"{split}.json").read_text())
+    names = {i for pair in pairs for i in pair} | {f"{a}_{b}" for a, b in pairs} | {f"{b}_{a}" for a, b in pairs}
+    hit = 0
+    for path in root.rglob(f"{compression}/videos/*.mp4"):
+        if path.stem in names:
+            path.write_bytes(b"not a video" * 50)
+            hit += 1
+    return hit
+
+
+def test_empty_val_and_test_splits_stop_with_counts_reasons_and_skip_tables(tiny_run, tmp_path):
+    root = tmp_path / "ffpp"
+    shutil.copytree(tiny_run / "results/synthetic/ffpp", root)
+    # 2 pairs per split: 4 reals and 4 x 4 fakes
+    assert corrupt_split(root, "val", "c23") == 20
+    assert corrupt_split(root, "test", "c40") == 20
+    extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}})
+    work = tmp_path / "work"
+    train = "results/train/ffpp-c23/erm/seed0/model.pt"
+    evaluate = "results/evaluate/ffpp-c40-df/ffpp-c40-df/erm/seed0/shots0/metrics.json"
+    result = snakemake(work, "--cores", "2", "--keep-going", train, evaluate,
+                       configs=(TINY_CONFIG, extra), check=False)
+    assert result.returncode != 0
+    train_log = (work / "results/logs/train_model/ffpp-c23/erm/seed0.log").read_text()
+    assert "source ffpp-c23: no faces in the val split" in train_log
+    # every technique of the face set: 4 reals and 4 x 4 fakes of the val pairs
+    assert "lists 20 val videos of ffpp-c23; 0 gave faces (0 faces); skipped whole: 20 (" in train_log
+    assert "Skip tables: results/faces/ffpp-c23/shard000.skips.csv, results/faces/ffpp-c23/shard001.skips.csv" in train_log
+    evaluate_log = (work / "results/logs/evaluate_model/ffpp-c40-df/ffpp-c40-df/erm/seed0/shots0.log").read_text()
+    assert "target ffpp-c40 (techniques ['Deepfakes']) has no test faces" in evaluate_log
+    # the target is Deepfakes and the reals: 4 reals and 4 Deepfakes fakes of the test pairs
+    assert "lists 8 test videos of ffpp-c40; 0 gave faces (0 faces); skipped whole: 8 (" in evaluate_log
+    assert "results/faces/ffpp-c40/shard000.skips.csv" in evaluate_log
+    assert "Traceback" not in train_log + evaluate_log
+    assert not (work / train).exists() and not (work / evaluate).exists()
+
+
+def test_too_few_shots_stop_with_the_pool_counts(tiny_run, tmp_path):
+    work = tmp_path / "work"
+    for part in ("synthetic", "data", "faces", "train/ffpp-c23/erm/seed0"):
+        shutil.copytree(tiny_run / "results" / part, work / "results" / part, copy_function=shutil.copy2)
+    target = "results/adapt/ffpp-c23/celebdf/erm/seed0/shots500/model.pt"
+    result = snakemake(work, "--cores", "1", target, check=False)
+    assert result.returncode != 0
+    log = (work / "results/logs/adapt_model/ffpp-c23/celebdf/erm/seed0/shots500.log").read_text()
+    assert "target celebdf:" in log and "fewer than shots=500" in log
+    assert "Train split: the manifest results/data/celebdf/manifest.csv lists" in log
+    assert "Skip tables: results/faces/celebdf/shard000.skips.csv" in log
+    assert "Traceback" not in log and not (work / target).exists()
+
+
+# ------------------------------------------------------------------ the data check
+
+
+def copy_synthetic(tiny_run: Path, work: Path) -> None:
+    shutil.copytree(tiny_run / "results/synthetic", work / "results/synthetic", copy_function=shutil.copy2)
+
+
+def test_check_data_reads_the_embedded_benchmark_and_prints_its_report(tiny_run, tmp_path):
+    work = tmp_path / "work"
+    copy_synthetic(tiny_run, work)
+    result = snakemake(work, "--cores", "1", "check_data")
+    report = (work / "results/data/check.md").read_text()
+    assert report.count("Embedded synthetic stand-in: the official counts do not apply.") == 4
+    assert "5 of 5 table rows can be built." in report
+    assert "5 of 5 table rows can be built." in result.stdout + result.stderr  # shown, not only written
+    assert not (work / "results/frames").exists() and not (work / "results/faces").exists()
+
+
+def test_check_data_reports_a_broken_root_against_the_official_counts(tiny_run, tmp_path):
+    root = tmp_path / "ffpp"
+    shutil.copytree(tiny_run / "results/synthetic/ffpp", root)
+    shutil.rmtree(root / "manipulated_sequences/NeuralTextures")
+    (root / "original_sequences/youtube/c40/videos/000.mp4").unlink()
+    extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}})
+    work = tmp_path / "work"
+    copy_synthetic(tiny_run, work)
+    snakemake(work, "--cores", "1", "check_data", configs=(TINY_CONFIG, extra))
+    report = (work / "results/data/check.md").read_text()
+    ffpp = report.split("## ffpp:")[1].split("## celebdf")[0]
+    # 10 pairs (6 + 2 + 2, two ids each) in the tiny benchmark, against FF++'s 1000 videos
+    assert "| c23 original videos | 1000 | 20 | **missing** |" in ffpp
+    assert "| c40 original videos | 1000 | 19 | **missing** |" in ffpp
+    assert "| c23 NeuralTextures videos | 1000 | 0 | **missing** |" in ffpp
+    assert "NeuralTextures folder absent" in ffpp and "inconsistencies" in ffpp
+    assert "table3[1] ffpp-c40-df -> ffpp-c40-nt: **cannot be built**: no fake train videos of " \
+           "ffpp-c40 (NeuralTextures) (target)" in report
+    assert "3 of 5 table rows can be built." in report  # the two rows whose target is NT

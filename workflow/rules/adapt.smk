@@ -5,6 +5,7 @@
 rule adapt_model:
     input:
         unpack(lambda w: face_shards(target_faceset(w))),
+        manifest=target_manifest,
         model=rules.train_model.output.model,
     output:
         model="results/adapt/{source}/{target}/{method}/seed{seed}/shots{shots}/model.pt",

@@ -1,7 +1,12 @@
 # Shared helpers: config validation, wildcard constraints, input functions and target lists.
 # Parsed once when the workflow starts; rules files only call what is defined here.
 
+import sys
 from pathlib import Path
+
+# The workflow's own package, from this checkout: Snakemake may run where it is not installed
+# (a conda env holding only snakemake); rule scripts do the same (scripts/workflow_package.py).
+sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from daml import config as daml_config
 
@@ -32,13 +37,22 @@ def is_synthetic(dataset):
     return config["datasets"]["roots"][dataset] is None
 
 
-def dataset_root(wildcards):
+def root_of(dataset):
     """The dataset's folder: the user's root, or the generated synthetic stand-in."""
-    root = config["datasets"]["roots"][wildcards.dataset]
+    root = config["datasets"]["roots"][dataset]
     if root is None:
-        return rules.generate_benchmark.output.root.format(dataset=wildcards.dataset)
+        return rules.generate_benchmark.output.root.format(dataset=dataset)
     # a user's dataset is read, never rebuilt: its timestamps must not trigger reruns
     return ancient(root)
+
+
+def dataset_root(wildcards):
+    return root_of(wildcards.dataset)
+
+
+def dataset_roots(wildcards):
+    """Every dataset's folder, named by dataset (the data check reads them all)."""
+    return {dataset: root_of(dataset) for dataset in DATASETS}
 
 
 def all_manifests():
@@ -92,6 +106,19 @@ def source_faceset(wildcards):
 
 def target_faceset(wildcards):
     return config["targets"][wildcards.target]["faceset"]
+
+
+def faceset_manifest(faceset):
+    return rules.index_dataset.output.manifest.format(dataset=faceset_dataset(faceset))
+
+
+def source_manifest(wildcards):
+    """The manifest of the source's dataset: counts for a message when a split is empty."""
+    return faceset_manifest(source_faceset(wildcards))
+
+
+def target_manifest(wildcards):
+    return faceset_manifest(target_faceset(wildcards))
 
 
 def evaluated_model(wildcards):

@@ -50,3 +50,30 @@ rule index_dataset:
         },
     script:
         "../../scripts/index_dataset.py"
+
+
+# `snakemake check_data`: only the readers, before any preprocessing (docs/datasets.md).
+rule check_data:
+    input:
+        unpack(dataset_roots),
+    output:
+        report="results/data/check.md",
+    log:
+        "results/logs/check_data/check.log",
+    benchmark:
+        "results/benchmarks/check_data/check.tsv"
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        synthetic=[d for d in DATASETS if is_synthetic(d)],
+        settings={
+            k: config["datasets"][k]
+            for k in ("on_inconsistency", "val_fraction", "seed")
+        },
+        config={k: config[k] for k in ("tables", "sources", "targets")},
+    script:
+        "../../scripts/check_data.py"

@@ -4,6 +4,7 @@
 rule evaluate_model:
     input:
         unpack(lambda w: face_shards(target_faceset(w))),
+        manifest=target_manifest,
         model=evaluated_model,
     output:
         predictions="results/evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/predictions.csv",

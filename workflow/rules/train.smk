@@ -7,6 +7,7 @@
 rule train_model:
     input:
         unpack(lambda w: face_shards(source_faceset(w))),
+        manifest=source_manifest,
     output:
         model="results/train/{source}/{method}/seed{seed}/model.pt",
         history="results/train/{source}/{method}/seed{seed}/history.csv",

@@ -9,7 +9,7 @@ Description:
     carved out of them by identity idX (YouTube-real videos are their own group).
 
 References:
-    Celeb-DF (Li et al., CVPR 2020) and the README of its v2 release; design.md section 4.
+    Celeb-DF (Li et al., CVPR 2020) and the README of its v2 release; docs/datasets.md.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ Description:
 
 References:
     The DeepFake Detection Challenge dataset (Dolhansky et al., 2020) and its Kaggle data
-    description; design.md section 4.
+    description; docs/datasets.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Description:
 
 References:
     FaceForensics++ (Rossler et al., ICCV 2019) and its download script's folder layout;
-    design.md section 4.
+    docs/datasets.md.
 """
 
 from __future__ import annotations

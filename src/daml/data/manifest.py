@@ -9,7 +9,7 @@ Description:
     `write_manifest` applies the policy `datasets.on_inconsistency`.
 
 References:
-    docs/architecture.md, section "Manifest"; design.md section 4 (dataset layouts).
+    docs/architecture.md, section "Manifest"; docs/datasets.md (dataset layouts).
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 from daml.data import celebdf, dfdc, ffpp, wilddeepfake
@@ -42,6 +44,8 @@ COLUMNS = [
     "target_id",
     "source_id",
 ]
+# what the face stage copies into every crop row: all but where the video's file lies
+CARRIED_COLUMNS = [c for c in COLUMNS if c not in ("path", "member")]
 PROBLEM_COLUMNS = ["path", "reason"]
 SPLITS = ("train", "val", "test")
 POLICIES = ("skip", "fail")
@@ -259,6 +263,26 @@ def carve_validation(groups: list[str], val_fraction: float, seed: int) -> set[s
         chosen.add(group)
         taken += sizes[group]
     return chosen
+
+
+def select_rows(
+    table: pd.DataFrame, techniques: Sequence[str] | None, splits: Iterable[str] | None
+) -> np.ndarray:
+    """Boolean mask of rows in `splits` that are real or fake of one of `techniques`.
+
+    For a manifest or a face table (both have `split`, `label`, `technique`).
+
+    Arguments:
+        techniques: fake techniques to keep (real rows are always kept); None keeps all.
+        splits: splits to keep; None keeps all.
+    """
+    mask = np.ones(len(table), dtype=bool)
+    if splits is not None:
+        mask &= table["split"].isin(list(splits)).to_numpy()
+    if techniques is not None:
+        real = table["label"].to_numpy() == 0
+        mask &= real | table["technique"].isin(list(techniques)).to_numpy()
+    return mask
 
 
 def summarise(manifest: pd.DataFrame) -> pd.DataFrame:

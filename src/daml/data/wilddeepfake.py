@@ -12,8 +12,7 @@ Description:
     archive number N (so an archive's sequences stay on one side).
 
 References:
-    WildDeepfake (Zi et al., ACM MM 2020) and its release's folder layout; design.md
-    section 4.
+    WildDeepfake (Zi et al., ACM MM 2020) and its release's folder layout; docs/datasets.md.
 """
 
 from __future__ import annotations

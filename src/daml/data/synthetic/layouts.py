@@ -5,7 +5,7 @@ Description:
     the dataset's own seed stream and returns the metadata files (as text) and one `Job` per
     media file. Rendering a job is deterministic and independent of the other jobs, so tests
     can re-render any video to get its ground truth (e.g. landmarks). The layouts follow the
-    real datasets (design.md section 4):
+    real datasets (docs/datasets.md):
 
     - ffpp: `original_sequences/youtube/{c23,c40}/videos/NNN.mp4`,
       `manipulated_sequences/<technique>/{c23,c40}/videos/TTT_SSS.mp4` (target_source),
