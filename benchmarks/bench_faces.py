@@ -49,7 +49,7 @@ from daml.data.synthetic.face import Identity, make_background, render_face, tal
 
 WIDTH, HEIGHT = 720, 528
 MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label",
-                    "path", "member", "target_id", "source_id"]
+                    "path", "member", "target_id", "source_id", "clip_id"]
 
 
 def face_settings(threads_detect_side: int, crop_size: int) -> faces.FaceSettings:
@@ -86,7 +86,7 @@ def make_videos(folder: Path, n_videos: int, n_frames: int) -> tuple[Path, dict]
         truth[key] = np.stack(marks)
         rows.append(dict(key=key, dataset="ffpp", technique="real", compression="c23",
                          video=f"{v:03d}", split="test", label=0, path=str(path), member="",
-                         target_id=f"{v:03d}", source_id=""))
+                         target_id=f"{v:03d}", source_id="", clip_id=f"{v:03d}"))
     manifest = folder / "manifest.csv"
     pd.DataFrame(rows, columns=MANIFEST_COLUMNS).to_csv(manifest, index=False)
     return manifest, truth

@@ -96,6 +96,7 @@ def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int
                             label=int(technique != "real"),
                             target_id=target,
                             source_id=source,
+                            clip_id=target,
                             frame=f,
                             score=0.99,
                             how="detected",

@@ -52,6 +52,6 @@ def manifest_rows(paths: dict, dataset="ffpp", compression="c23", member=""):
     return [
         dict(key=f"{dataset}/{compression}/real/{video}", dataset=dataset, technique="real",
              compression=compression, video=video, split="train", label=0, path=str(path),
-             member=member, target_id=video, source_id="")
+             member=member, target_id=video, source_id="", clip_id=video)
         for video, path in paths.items()
     ]

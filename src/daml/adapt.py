@@ -167,6 +167,7 @@ def choose_shots(
     seed: int,
     what: str,
     explain: Callable[[], str] | None = None,
+    rule: str = "identity",
 ) -> np.ndarray:
     """Positions (into `train`) of `shots` faces per class from the leak-free pool.
 
@@ -178,18 +179,19 @@ def choose_shots(
         what: the target or source, for messages.
         explain: called only when the pool is short; its text (what became of the split's
             videos, `daml.facedata.describe_split`) ends the message.
+        rule: what a shot may not share with a scored video (`daml.tasks.leak_free`).
 
     Raises:
         DamlError with the pool's counts when a class has fewer than `shots` faces.
     """
-    pool = leak_free(train, held_out)
+    pool = leak_free(train, held_out, rule)
     excluded = train.loc[~pool, "key"].nunique()
     if excluded:
         log.info(
-            "%s: %d train videos share an identity with the %d scored videos and are not "
-            "used as shots",
+            "%s: %d train videos share %s with the %d scored videos and are not used as shots",
             what,
             excluded,
+            "an identity" if rule == "identity" else "footage",
             held_out["key"].nunique(),
         )
     candidates = np.flatnonzero(pool)
@@ -202,8 +204,10 @@ def choose_shots(
                 f"{what}: {have} {name} faces ({table.loc[table.label == label, 'key'].nunique()} "
                 f"videos) in the train split can be shots, fewer than shots={shots}: the "
                 f"split holds {total} {name} faces, and {excluded} train videos are left out "
-                "because they show an identity of the scored videos. Lower the row's shots "
-                "(or adapt.shots), or check the faces stage output for this split"
+                f"because they share {'an identity' if rule == 'identity' else 'footage'} "
+                "with the scored videos (leak_rule). Lower the row's shots (or adapt.shots), "
+                "check the faces stage output for this split, or, where the dataset's test "
+                "split shares its people with train, set the target's leak_rule: footage"
                 + (f". Train split: {explain()}" if explain else "")
             )
     return candidates[sample_shots(table, shots, seed)]
@@ -224,7 +228,8 @@ def adapt_model(
     Arguments:
         model_pt: model.pt of the train stage.
         shards: the target faceset's face shards.
-        target: {"faceset": str, "techniques": [str, ...] or None for all}.
+        target: {"faceset": str, "techniques": [str, ...] or None for all, "leak_rule":
+            "identity" or "footage"}.
         shots: faces per class (k), at least 1.
         seed: seed of the k-shot draw and of the minibatches.
         settings: `AdaptSettings` (its `shots` is not read: `shots` is).
@@ -252,6 +257,7 @@ def adapt_model(
         seed,
         f"target {faceset}",
         lambda: describe_split(shards, manifest, faceset, techniques, "train"),
+        target.get("leak_rule", "identity"),
     )
     chosen = load_faces(shards, int(payload["image_size"]), techniques, ["train"], positions)
     losses = fine_tune(

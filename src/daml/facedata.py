@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 COLUMNS = CARRIED_COLUMNS + ["frame"]  # the manifest's columns of a crop row, then its frame
 # identity columns are strings, empty where a layout publishes none
-TEXT_COLUMNS = {"key": str, "video": str, "target_id": str, "source_id": str}
+TEXT_COLUMNS = {"key": str, "video": str, "target_id": str, "source_id": str, "clip_id": str}
 REAL = "real"
 
 

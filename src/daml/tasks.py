@@ -18,7 +18,8 @@ Description:
       tasks without replacement (three for a leave-one-out source with three techniques).
     - Within a batch, faces are drawn without replacement when the pool is large enough.
     - Few-shot faces for a target come from its train split, minus every video that shows
-      an identity (or the source clip) of one of its held-out videos (`leak_free`).
+      an identity (or, with the "footage" rule, uses the real clip) of one of its held-out
+      videos (`leak_free`).
 
     All randomness comes from one `torch.Generator` whose state the training checkpoint
     saves, so a resumed run draws the same batches.
@@ -60,22 +61,35 @@ class TaskBatch:
     query_labels: torch.Tensor
 
 
-def video_identities(table: pd.DataFrame) -> list[frozenset[str]]:
-    """The identities (or source clips) each row's video shows, as `dataset:id` strings.
+LEAK_RULES = ("identity", "footage")
+
+
+def video_identities(table: pd.DataFrame, rule: str = "identity") -> list[frozenset[str]]:
+    """What each row's video shows that a held-out video must not share, as `dataset:id`.
 
     Description:
-        Read from the face table's `target_id` and `source_id` columns, which the readers
-        fill from each layout's naming: FF++ `953_974` shows 953 and 974 (real `953`: 953);
-        Celeb-DF `id0_id16_0003` shows id0 and id16 (real `id0_0003`: id0; YouTube-real:
-        its own clip); a DFDC fake shows its `original` (a real: itself); WildDeepfake
-        publishes none (empty set).
+        Read from the face table's `target_id`, `source_id` and `clip_id` columns, which the
+        readers fill from each layout's naming.
+        - "identity": the people. FF++ `953_974` shows 953 and 974 (real `953`: 953);
+          Celeb-DF `id0_id16_0003` shows id0 and id16 (real `id0_0003`: id0; YouTube-real:
+          its own clip); a DFDC fake shows its `original` (a real: itself); WildDeepfake
+          publishes none (empty set).
+        - "footage": the real clip a video is made of: Celeb-DF `id0_id16_0003` is made of
+          `id0_0003` (a real: itself); elsewhere the same as "identity", whose ids there
+          name videos.
     """
+    if rule not in LEAK_RULES:
+        raise DamlError(f"leak_rule={rule!r}: use one of {LEAK_RULES} (sources/targets in the config)")
+    # FF++ and DFDC ids name videos, so their footage is their ids; Celeb-DF's clip_id is
+    # the real clip a fake is made of, and its source_id a person (left out below)
+    columns = ("target_id", "source_id") if rule == "identity" else ("clip_id", "source_id")
     datasets = table["dataset"].astype(str).to_numpy()
+    values = zip(*(table[c].to_numpy() for c in columns))
     ids = []
-    for dataset, target, source in zip(datasets, table["target_id"], table["source_id"]):
-        ids.append(
-            frozenset(f"{dataset}:{i}" for i in (target, source) if isinstance(i, str) and i)
-        )
+    for dataset, row in zip(datasets, values):
+        if rule == "footage" and dataset == "celebdf":
+            row = row[:1]  # Celeb-DF's source_id is a person, not a clip
+        ids.append(frozenset(f"{dataset}:{i}" for i in row if isinstance(i, str) and i))
     return ids
 
 
@@ -104,19 +118,21 @@ def identity_components(table: pd.DataFrame) -> np.ndarray:
     return np.array([find(min(ids)) if ids else key for ids, key in zip(identities, keys)])
 
 
-def leak_free(train: pd.DataFrame, held_out: pd.DataFrame) -> np.ndarray:
-    """Mask of `train` rows whose video shows no identity of any `held_out` video.
+def leak_free(train: pd.DataFrame, held_out: pd.DataFrame, rule: str = "identity") -> np.ndarray:
+    """Mask of `train` rows whose video shares nothing (`video_identities`) with a held-out one.
 
     Arguments:
         train: face table of the candidate shots (a target's train split).
         held_out: face table of what is scored after adaptation (its test split, or the
             val split for model selection).
+        rule: "identity" or "footage" (`video_identities`).
 
     Returns:
         bool array over `train` rows.
     """
-    banned = frozenset().union(*video_identities(held_out)) if len(held_out) else frozenset()
-    return np.array([not (ids & banned) for ids in video_identities(train)], dtype=bool)
+    held = video_identities(held_out, rule) if len(held_out) else []
+    banned = frozenset().union(*held)
+    return np.array([not (ids & banned) for ids in video_identities(train, rule)], dtype=bool)
 
 
 def build_tasks(table: pd.DataFrame, techniques: Sequence[str], pseudo_domains: int) -> list[Task]:

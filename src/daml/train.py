@@ -257,6 +257,7 @@ def train_model(
         seed,
         f"source {faceset} (model selection)",
         lambda: describe_split(shards, manifest, faceset, techniques, "train"),
+        source.get("leak_rule", "identity"),
     )
     selection = Selection(
         _validation_subset(val_faces, settings.max_val_faces, seed).to(device),

@@ -18,8 +18,9 @@ def write_shard(folder, name, rows, skips=()):
 
 def row(video, split, label, frame=0, technique=None):
     technique = technique or ("Deepfakes" if label else "real")
+    target = video.split("_")[0]
     return [f"ffpp/c23/{technique}/{video}", "ffpp", technique, "c23", video, split, label,
-            video.split("_")[0], video.split("_")[1] if "_" in video else "", frame]
+            target, video.split("_")[1] if "_" in video else "", target, frame]
 
 
 def test_positions_load_only_those_faces_in_the_order_asked(tmp_path):

@@ -22,7 +22,7 @@ from daml.data.synthetic.face import Identity, make_background, render_face, tal
 cv2.setNumThreads(1)
 
 MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label",
-                    "path", "member", "target_id", "source_id"]
+                    "path", "member", "target_id", "source_id", "clip_id"]
 
 
 

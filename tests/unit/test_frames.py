@@ -14,7 +14,7 @@ from daml import frames as F
 from daml.errors import DamlError
 
 MANIFEST_COLUMNS = ["key", "dataset", "technique", "compression", "video", "split", "label",
-                    "path", "member", "target_id", "source_id"]
+                    "path", "member", "target_id", "source_id", "clip_id"]
 
 
 def grey_frames(n: int, width: int = 64, height: int = 48) -> list[np.ndarray]:

@@ -173,6 +173,9 @@ def test_celebdf_inverted_labels_and_ids(tmp_path):
     assert set(manifest["split"]) == {"train", "test"}  # val_fraction 0
     fake = manifest.set_index("key").loc["celebdf/none/Celeb-synthesis/id2_id0_0001"]
     assert (fake["target_id"], fake["source_id"], fake["label"]) == ("id2", "id0", 1)
+    assert fake["clip_id"] == "id2_0001"  # the real clip the fake is made of
+    real = manifest.set_index("video").loc["id0_0000"]
+    assert (real["target_id"], real["clip_id"]) == ("id0", "id0_0000")
     assert set(manifest["compression"]) == {"none"}
     assert manifest.groupby("label").size().to_dict() == {0: 8, 1: 6}
 
@@ -193,6 +196,7 @@ def test_dfdc_labels_and_originals(tmp_path):
         "t2": "test",
     }
     assert rows.loc["b", "target_id"] == "a" and rows.loc["e", "target_id"] == "d"
+    assert rows.loc["b", "clip_id"] == "a" and rows.loc["a", "clip_id"] == "a"  # its original
     assert rows.loc["b", "technique"] == "dfdc-fake" and rows.loc["a", "technique"] == "real"
     assert rows.loc["t1", "key"] == "dfdc/none/dfdc-fake/t1"
 

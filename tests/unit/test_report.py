@@ -92,7 +92,7 @@ def make_inputs(root: Path) -> dict:
     manifest.parent.mkdir(parents=True)
     pd.DataFrame({"key": ["a", "b", "c"], "dataset": "ffpp", "technique": ["real", "Deepfakes", "Deepfakes"],
                   "compression": "c23", "video": ["1", "1_2", "2_1"], "split": ["train", "train", "test"],
-                  "label": [0, 1, 1], "path": "/x", "member": "", "target_id": "1", "source_id": ""}
+                  "label": [0, 1, 1], "path": "/x", "member": "", "target_id": "1", "source_id": "", "clip_id": "1"}
                  ).to_csv(manifest, index=False)
     problems = root / "data" / "ffpp" / "problems.csv"
     pd.DataFrame({"path": ["/x/9.mp4", "/x/8.mp4"], "reason": ["missing video", "missing video"]}).to_csv(problems, index=False)

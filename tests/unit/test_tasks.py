@@ -19,8 +19,11 @@ TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
 
 def row(dataset, technique, video, label, target, source, frame=0, split="train"):
     key = f"{dataset}/{'c23' if dataset == 'ffpp' else 'none'}/{technique}/{video}"
+    clip = target  # as the readers write it: the target's video, or for Celeb-DF the real clip
+    if dataset == "celebdf":
+        clip = video if not label else "_".join(video.split("_")[::2])
     return dict(key=key, dataset=dataset, technique=technique, video=video, label=label,
-                target_id=target, source_id=source, frame=frame, split=split)
+                target_id=target, source_id=source, clip_id=clip, frame=frame, split=split)
 
 
 def table(techniques=TECHNIQUES, pairs=6, frames=3, first=0, split="train"):
@@ -142,6 +145,7 @@ CELEBDF = [  # (video, label, target_id, source_id, split)
     ("id3_id0_0005", 1, "id3", "id0", "train"),   # shows id0's face
     ("id16_0000", 0, "id16", "", "train"),        # the face source of a test fake
     ("id1_id7_0009", 1, "id1", "id7", "train"),   # same target person as a test fake
+    ("id0_id3_0001", 1, "id0", "id3", "train"),   # made of the test real's own clip
     ("id5_0003", 0, "id5", "", "train"),
     ("id5_id7_0001", 1, "id5", "id7", "train"),
     ("00170", 0, "00170", "", "train"),           # YouTube-real: its own clip
@@ -185,6 +189,18 @@ def test_shot_pool_leaves_out_videos_sharing_an_identity_with_the_test_split(dat
     assert set(train.video[pool]) == kept
     # nothing is held out: everything is a candidate
     assert leak_free(train, test.iloc[:0]).all()
+
+
+def test_footage_rule_leaves_out_only_videos_made_of_a_test_clip():
+    frame = scheme("celebdf", CELEBDF)
+    train, test = frame[frame.split == "train"], frame[frame.split == "test"]
+    left_out = set(train.video[~leak_free(train, test, "footage")])
+    assert left_out == {"id0_id3_0001"}  # made of id0_0001, a test video
+    # FF++ and DFDC name videos by their footage: the same pool as the identity rule
+    for dataset, entries in (("ffpp", FFPP), ("dfdc", DFDC)):
+        frame = scheme(dataset, entries)
+        train, test = frame[frame.split == "train"], frame[frame.split == "test"]
+        assert (leak_free(train, test, "footage") == leak_free(train, test, "identity")).all()
 
 
 def test_identities_are_namespaced_by_dataset():

@@ -72,6 +72,7 @@ def write_shards(folder, frames=3, n_shards=2, seed=0, splits=SPLITS, make=face)
                             label=label,
                             target_id=target,
                             source_id=source,
+                            clip_id=target,
                             frame=f,
                             score=0.99,
                             how="detected",

@@ -27,11 +27,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TEST_LIST = "List_of_testing_videos.txt"
-#: folder -> (technique, our label, pattern of its file stems: groups target id, source id)
+#: folder -> (technique, our label, pattern of its file stems: groups target id, source id,
+#: clip number; a fake idA_idB_NNNN is made from the real clip idA_NNNN)
 FOLDERS = {
-    "Celeb-real": ("real", 0, re.compile(r"(id\d+)_\d+")),
+    "Celeb-real": ("real", 0, re.compile(r"(id\d+)_(\d+)")),
     "YouTube-real": ("real", 0, re.compile(r"(\d+)")),
-    "Celeb-synthesis": ("Celeb-synthesis", 1, re.compile(r"(id\d+)_(id\d+)_\d+")),
+    "Celeb-synthesis": ("Celeb-synthesis", 1, re.compile(r"(id\d+)_(id\d+)_(\d+)")),
 }
 EXPECTED_FOLDERS = tuple(FOLDERS)
 #: the test list's label convention: 1 = real, 0 = fake
@@ -71,11 +72,11 @@ def read_celebdf(root: Path, problems: Problems) -> list[dict]:
                 )
                 continue
             if folder == "YouTube-real":
-                target, source, group = path.stem, "", relative
+                target, source, group, clip = path.stem, "", relative, path.stem
             elif label:
-                target, source, group = match[1], match[2], match[1]
+                target, source, group, clip = match[1], match[2], match[1], f"{match[1]}_{match[3]}"
             else:
-                target, source, group = match[1], "", match[1]
+                target, source, group, clip = match[1], "", match[1], path.stem
             if relative in test and test[relative] != label:
                 listed = {0: "real", 1: "fake"}.get(test[relative], "both real and fake")
                 problems.add(
@@ -91,6 +92,7 @@ def read_celebdf(root: Path, problems: Problems) -> list[dict]:
                     path=str(path),
                     target_id=target,
                     source_id=source,
+                    clip_id=clip,
                     group=group,
                 )
             )

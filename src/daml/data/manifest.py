@@ -43,6 +43,7 @@ COLUMNS = [
     "member",
     "target_id",
     "source_id",
+    "clip_id",
 ]
 # what the face stage copies into every crop row: all but where the video's file lies
 CARRIED_COLUMNS = [c for c in COLUMNS if c not in ("path", "member")]
@@ -316,11 +317,13 @@ def _check_settings(settings: IndexSettings) -> None:
 
 def _to_frame(dataset: str, rows: list[dict]) -> pd.DataFrame:
     # readers give technique, video, split, label, path (+ compression, member, target_id,
-    # source_id, group where they apply); the shared columns are filled in here, once
+    # source_id, clip_id, group where they apply); the shared columns are filled in here, once
     defaults = dict(dataset=dataset, compression="none", member="", target_id="", source_id="")
     records = [{**defaults, **row} for row in rows]
     for record in records:
         record.setdefault("group", record["target_id"])
+        # where a layout names videos by the footage they show (FF++, DFDC), the target is it
+        record.setdefault("clip_id", record["target_id"])
         record["key"] = "/".join(
             (dataset, record["compression"], record["technique"], record["video"])
         )
