@@ -67,7 +67,8 @@ def measure(results: Path, config: dict, source: str, targets: list[str], shots:
                 size = int(payload["image_size"])
                 test = load_faces(shards, size, techniques, ["test"])
                 train = load_table(shards, techniques, ["train"])
-                positions = choose_shots(train, test.table, shots, seed, target)
+                positions = choose_shots(train, test.table, shots, seed, target,
+                                         rule=domain["leak_rule"])
                 chosen = load_faces(shards, size, techniques, ["train"], positions)
                 row = {"target": target, "method": method, "seed": seed,
                        "as trained": auc(model, test, device)}
