@@ -1,5 +1,6 @@
 # Reproduction of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
-# Stages, in pipeline order: data -> frames -> faces -> train -> adapt -> evaluate -> tables -> report.
+# Stages, in pipeline order: data -> frames -> faces -> train -> evaluate (fine-tune and score) ->
+# tables -> report.
 # Targets: all (default), table1, table2, table3, loto, figures, report; check_data (readers only).
 
 from snakemake.utils import min_version
@@ -15,10 +16,18 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/frames.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/adapt.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+
+
+# Seconds of work each: on a cluster they run where Snakemake runs, not through the queue.
+localrules:
+    index_dataset,
+    check_data,
+    make_table,
+    plot_figure,
+    render_report,
 
 
 rule all:

@@ -24,11 +24,9 @@ Description:
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -36,11 +34,9 @@ import torch
 from torch import nn
 
 from daml.errors import DamlError
-from daml.evaluate import target_techniques
-from daml.facedata import Faces, describe_split, load_faces, load_table, to_input
-from daml.io import atomic_path
+from daml.facedata import Faces, to_input
 from daml.meta import loss_fn
-from daml.model import autocast, configure_threads, load_model, resolve_device, resolve_precision
+from daml.model import autocast
 from daml.tasks import leak_free, sample_shots
 
 log = logging.getLogger(__name__)
@@ -211,79 +207,3 @@ def choose_shots(
                 + (f". Train split: {explain()}" if explain else "")
             )
     return candidates[sample_shots(table, shots, seed)]
-
-
-def adapt_model(
-    model_pt: str | Path,
-    shards: Sequence[str | Path],
-    target: dict,
-    shots: int,
-    seed: int,
-    settings: AdaptSettings,
-    out_model: str | Path,
-    manifest: str | Path | None = None,
-) -> dict:
-    """Fine-tune a trained model on `shots` labelled faces per class of the target.
-
-    Arguments:
-        model_pt: model.pt of the train stage.
-        shards: the target faceset's face shards.
-        target: {"faceset": str, "techniques": [str, ...] or None for all, "leak_rule":
-            "identity" or "footage"}.
-        shots: faces per class (k), at least 1.
-        seed: seed of the k-shot draw and of the minibatches.
-        settings: `AdaptSettings` (its `shots` is not read: `shots` is).
-        out_model: the adapted model.pt (payload of the input plus an `adapt` record).
-        manifest: the target dataset's manifest.csv, for the counts of a short pool.
-
-    Returns:
-        the `adapt` record (shots, keys of the chosen faces, losses).
-    """
-    shots, seed = int(shots), int(seed)  # wildcards may arrive as strings
-    if shots < 1:
-        raise DamlError(f"shots={shots}: adaptation needs at least one face per class")
-    configure_threads(settings.threads)
-    device = resolve_device(settings.device)
-    dtype = resolve_precision(settings.precision, device)
-    model, payload = load_model(model_pt, device)
-    techniques = target_techniques(target)
-    train = load_table(shards, techniques, ["train"])
-    test = load_table(shards, techniques, ["test"])
-    faceset = target.get("faceset")
-    positions = choose_shots(
-        train,
-        test,
-        shots,
-        seed,
-        f"target {faceset}",
-        lambda: describe_split(shards, manifest, faceset, techniques, "train"),
-        target.get("leak_rule", "identity"),
-    )
-    chosen = load_faces(shards, int(payload["image_size"]), techniques, ["train"], positions)
-    losses = fine_tune(
-        model, chosen.images.to(device), chosen.labels.to(device), settings, seed, device, dtype
-    )
-    log.info(
-        "fine-tuned on %d faces from %d videos (bn_mode %s): loss %.4f -> %.4f",
-        len(chosen),
-        chosen.table["key"].nunique(),
-        settings.bn_mode,
-        losses[0] if losses else np.nan,
-        losses[-1] if losses else np.nan,
-    )
-    record = {
-        "shots": shots,
-        "seed": seed,
-        "target": target,
-        "settings": dataclasses.asdict(settings),
-        "keys": [f"{k}#{f}" for k, f in zip(chosen.table["key"], chosen.table["frame"])],
-        "losses": losses,
-    }
-    payload = dict(payload)
-    payload["state_dict"] = {
-        k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()
-    }
-    payload["adapt"] = record
-    with atomic_path(out_model) as tmp:
-        torch.save(payload, tmp)
-    return record

@@ -1,32 +1,45 @@
-"""Evaluation of a trained or adapted model on the target's test split.
+"""The meta-test of one trained model on one face set: fine-tune on shots, score the test split.
 
 Description:
-    The model runs in eval mode (batch norm with its tracked running statistics, see
-    `daml.model`) under `torch.no_grad`, in batches. Each test face gets one row in
-    predictions.csv (`key,dataset,technique,video,frame,label,prob`, prob = probability of
-    fake); metrics.json holds frame- and video-level metrics computed on the pooled
-    predictions (`daml.metrics`, docs/architecture.md "Adaptation and evaluation").
+    One job per trained model (source, method, seed) and target face set serves every table
+    row and shot count that needs them: it loads the face set's test faces once, scores the
+    trained model as it is (shots 0, the zero-shot companion rows) and, for every target
+    and shot count k > 0, fine-tunes a copy on k leak-free faces per class of the target's
+    train split (`daml.adapt`) and scores it. A target is a face set, or FF++ reals with
+    one technique's fakes (Table 3), so several targets share one face set.
+
+    Scoring runs in eval mode (batch norm with its running statistics, see `daml.model`)
+    under `torch.no_grad`, in batches. Outputs, per job (docs/architecture.md):
+    - metrics.json: frame- and video-level metrics of every (target, shots), computed on
+      the pooled predictions (`daml.metrics`), with the job's source, method and seed;
+    - predictions.csv: one row per (target, shots, test face);
+    - models.pt: each fine-tuned model's weights and its `adapt` record (the faces used).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
+from daml.adapt import AdaptSettings, choose_shots, fine_tune
 from daml.errors import DamlError
-from daml.facedata import describe_split, load_faces, to_input
-from daml.io import write_csv, write_json
+from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
+from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
 from daml.model import autocast, configure_threads, load_model, resolve_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ["key", "dataset", "technique", "video", "frame", "label", "prob"]
+PREDICTION_COLUMNS = ["target", "shots", "key", "dataset", "technique", "video", "frame",
+                      "label", "prob"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,15 @@ class EvaluateSettings:
     device: str
     precision: str
     threads: int
+
+
+@dataclass(frozen=True)
+class Row:
+    """One target of a face set and the shot counts it is scored at (0: as trained)."""
+
+    target: str
+    domain: Mapping
+    shots: tuple[int, ...]
 
 
 @torch.no_grad()
@@ -71,7 +93,7 @@ def predict(
     return torch.cat(out).double().numpy()
 
 
-def target_techniques(target: dict) -> list[str] | None:
+def target_techniques(target: Mapping) -> list[str] | None:
     """The target's fake techniques (None: all of its faceset)."""
     techniques = target.get("techniques")
     return None if techniques is None else list(techniques)
@@ -80,51 +102,131 @@ def target_techniques(target: dict) -> list[str] | None:
 def evaluate_model(
     model_pt: str | Path,
     shards: Sequence[str | Path],
-    target: dict,
-    out_predictions: str | Path,
-    out_metrics: str | Path,
+    rows: Sequence[Row],
+    source: str,
+    method: str,
+    seed: int,
+    adapt_settings: AdaptSettings,
     settings: EvaluateSettings,
+    out_metrics: str | Path,
+    out_predictions: str | Path,
+    out_models: str | Path,
     manifest: str | Path | None = None,
 ) -> dict:
-    """Predict every test face of a target and write predictions.csv and metrics.json.
+    """Score one trained model on the targets of one face set, as trained and fine-tuned.
 
     Arguments:
-        model_pt: model.pt from the train or adapt stage (its image size is used).
-        shards: the target faceset's face shards.
-        target: {"faceset": str, "techniques": [str, ...] or None for all}.
-        out_predictions, out_metrics: output paths.
-        settings: `EvaluateSettings`.
-        manifest: the target dataset's manifest.csv, for the counts of an empty test split.
+        model_pt: model.pt of the train stage.
+        shards: the face set's face shards.
+        rows: the targets of this face set and their shot counts.
+        source, method, seed: the trained model's keys (the config's names), written into
+            metrics.json; the seed also draws each row's shots, as model selection does.
+        adapt_settings: the meta-test rule (`daml.adapt`; its device and precision fine-tune).
+        settings: `EvaluateSettings` (its device and precision score).
+        out_metrics, out_predictions, out_models: outputs (module docstring).
+        manifest: the face set's dataset manifest.csv, for the counts of an empty split.
 
     Returns:
-        the metrics dict written to `out_metrics`.
+        the content of metrics.json.
     """
+    seed = int(seed)  # wildcards may arrive as strings
+    if not rows:
+        raise DamlError(f"{model_pt}: no table row or figure evaluates this model on this face set")
     configure_threads(settings.threads)
     device = resolve_device(settings.device)
     dtype = resolve_precision(settings.precision, device)
-    model, payload = load_model(model_pt, device)
-    techniques = target_techniques(target)
-    faces = load_faces(shards, int(payload["image_size"]), techniques, ["test"])
-    if len(faces) == 0:
-        raise DamlError(
-            f"target {target.get('faceset')} (techniques {target.get('techniques')}) has no "
-            "test faces, so there is nothing to score: "
-            + describe_split(shards, manifest, target.get("faceset"), techniques, "test")
+    tune_device = resolve_device(adapt_settings.device)
+    tune_dtype = resolve_precision(adapt_settings.precision, tune_device)
+    trained, payload = load_model(model_pt, device)
+    size = int(payload["image_size"])
+    faceset = rows[0].domain.get("faceset")
+
+    test = load_faces(shards, size, None, ["test"])
+    train_table = load_table(shards, None, ["train"])
+    plans = []
+    for row in rows:
+        techniques = target_techniques(row.domain)
+        in_test = select_rows(test.table, techniques, ["test"])
+        if not in_test.any():
+            raise DamlError(
+                f"target {row.target} ({faceset}, techniques {techniques}) has no test faces, "
+                "so there is nothing to score: "
+                + describe_split(shards, manifest, faceset, techniques, "test")
+            )
+        in_train = np.flatnonzero(select_rows(train_table, techniques, ["train"]))
+        for shots in row.shots:
+            chosen = None
+            if shots > 0:
+                picked = choose_shots(
+                    train_table.iloc[in_train].reset_index(drop=True),
+                    test.table[in_test],
+                    shots,
+                    seed,
+                    f"target {row.target} ({faceset})",
+                    lambda t=techniques: describe_split(shards, manifest, faceset, t, "train"),
+                    row.domain.get("leak_rule", "identity"),
+                )
+                chosen = in_train[picked]  # positions among all train faces
+            plans.append((row, shots, in_test, chosen))
+    # every chosen face of every row, loaded (and resized) once
+    wanted = sorted({int(p) for *_, chosen in plans if chosen is not None for p in chosen})
+    shot_faces = load_faces(shards, size, None, ["train"], wanted) if wanted else None
+    where = {p: i for i, p in enumerate(wanted)}
+
+    records, predictions, models = [], [], {}
+    for row, shots, in_test, chosen in plans:
+        images = test.images[torch.as_tensor(in_test)]
+        if shots == 0:
+            probs = predict(trained, images, settings.batch_size, device, dtype)
+        else:
+            faces = shot_faces.subset(np.array([where[int(p)] for p in chosen]))
+            model = copy.deepcopy(trained).to(tune_device)
+            losses = fine_tune(
+                model,
+                faces.images.to(tune_device),
+                faces.labels.to(tune_device),
+                adapt_settings,
+                seed,
+                tune_device,
+                tune_dtype,
+            )
+            probs = predict(model.to(device), images, settings.batch_size, device, dtype)
+            models[f"{row.target}/shots{shots}"] = {
+                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "adapt": {
+                    "target": dict(row.domain),
+                    "shots": shots,
+                    "keys": [f"{k}#{f}" for k, f in zip(faces.table["key"], faces.table["frame"])],
+                    "losses": losses,
+                },
+            }
+        table = test.table.loc[in_test, PREDICTION_COLUMNS[2:-1]].reset_index(drop=True)
+        table.insert(0, "shots", shots)
+        table.insert(0, "target", row.target)
+        table["prob"] = probs
+        metrics = compute_metrics(table)
+        records.append({"target": row.target, "shots": shots, **metrics})
+        predictions.append(table)
+        log.info(
+            "%s at %d shots: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
+            row.target,
+            shots,
+            metrics["frame"]["auc"],
+            metrics["frame"]["acc"],
+            metrics["video"]["auc"],
+            metrics["frame"]["n"],
+            metrics["video"]["n"],
         )
-    probs = predict(model, faces.images, settings.batch_size, device, dtype)
-    predictions = faces.table[PREDICTION_COLUMNS[:-1]].copy()
-    predictions["prob"] = probs
-    metrics = compute_metrics(predictions)
-    write_csv(out_predictions, predictions)
-    write_json(out_metrics, metrics)
-    log.info(
-        "%s on %s: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
-        model_pt,
-        target.get("faceset"),
-        metrics["frame"]["auc"],
-        metrics["frame"]["acc"],
-        metrics["video"]["auc"],
-        metrics["frame"]["n"],
-        metrics["video"]["n"],
-    )
-    return metrics
+    result = {
+        "source": source,
+        "method": method,
+        "seed": seed,
+        "faceset": faceset,
+        "settings": {"adapt": dataclasses.asdict(adapt_settings), "evaluate": dataclasses.asdict(settings)},
+        "evaluations": records,
+    }
+    with atomic_path(out_models) as tmp:
+        torch.save({"image_size": size, "trained": str(model_pt), "models": models}, tmp)
+    write_csv(out_predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
+    write_json(out_metrics, result)
+    return result

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -32,7 +32,8 @@ from matplotlib.figure import Figure
 from daml.errors import DamlError
 from daml.io import atomic_path
 from daml.config import settings_from
-from daml.tables import METHOD_NAMES, metrics_index, read_metric
+from daml.evaluations import Evaluations
+from daml.tables import METHOD_NAMES
 
 log = logging.getLogger(__name__)
 
@@ -227,7 +228,7 @@ def figure3(validations: Mapping[str, Sequence[str | Path]], out_png: str | Path
 
 
 def shot_records(source: str, targets: Sequence[str], methods: Sequence[str], seeds: Sequence[int],
-                 shots: Sequence[int], metrics_path_fn: Callable[..., str | Path],
+                 shots: Sequence[int], evaluations: Evaluations,
                  level: str = "frame") -> pd.DataFrame:
     """Collect test AUC (percent) for every target, method, seed and number of shots.
 
@@ -235,11 +236,11 @@ def shot_records(source: str, targets: Sequence[str], methods: Sequence[str], se
         DataFrame with columns target, method, seed, shots, auc.
 
     Raises:
-        DamlError naming a missing metrics.json.
+        DamlError naming an evaluation missing from `evaluations`.
     """
     rows = [
         {"target": t, "method": m, "seed": s, "shots": k,
-         "auc": 100.0 * read_metric(metrics_path_fn(source, t, m, s, k), "auc", level)}
+         "auc": 100.0 * evaluations.metric((source, t, m, s, k), "auc", level)}
         for t in targets for m in methods for s in seeds for k in shots
     ]
     return pd.DataFrame(rows, columns=["target", "method", "seed", "shots", "auc"])
@@ -327,7 +328,7 @@ def plot_figure(name: str, data: Sequence[str | Path], figures_config: Mapping, 
         figure3(runs, out_png, out_pdf, DPI, settings.curves_source)
     elif name == "figure_shots":
         records = shot_records(settings.shots_source, settings.shots_targets, methods, seeds,
-                               settings.shots, metrics_index(data))
+                               settings.shots, Evaluations(data))
         figure_shots(records, out_png, out_pdf, DPI, settings.shots_source)
     else:
         raise DamlError(f"figure {name!r}: unknown; known: figure2, figure3, figure_shots")

@@ -21,19 +21,19 @@ References:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from daml.compare import auc_difference, make_cell
 from daml.errors import DamlError
+from daml.evaluations import Evaluations
 from daml.io import write_csv, write_text
 
 log = logging.getLogger(__name__)
@@ -84,20 +84,6 @@ TABLES: dict[str, TableSpec] = {
 }
 
 
-def default_metrics_path(root: str | Path = "results") -> Callable[..., Path]:
-    """The metrics.json path of docs/architecture.md, as a function of one evaluation's keys.
-
-    Returns:
-        f(source, target, method, seed, shots) -> Path.
-    """
-    root = Path(root)
-
-    def path(source: str, target: str, method: str, seed: int, shots: int) -> Path:
-        return root / "evaluate" / source / target / method / f"seed{seed}" / f"shots{shots}" / "metrics.json"
-
-    return path
-
-
 def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     """Read the paper's numbers (default: the copy shipped in `daml/reference/paper_tables.csv`).
 
@@ -116,35 +102,14 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
     return frame
 
 
-def read_metric(path: str | Path, metric: str, level: str = "frame") -> float:
-    """One metric of one evaluation, as a fraction (NaN if recorded as NaN or null).
-
-    Raises:
-        DamlError naming the file when it is missing or lacks the metric.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DamlError(f"{path}: metrics file is missing; run the evaluate stage for it "
-                        f"(e.g. `snakemake {path}`) or remove its entry from the `tables` config.")
-    with open(path) as handle:
-        record = json.load(handle)
-    try:
-        value = record[level][metric.lower()]
-    except (KeyError, TypeError):
-        raise DamlError(f"{path}: no {level}-level {metric.lower()!r} in it; "
-                        f"expected the metrics.json format of docs/architecture.md") from None
-    return float("nan") if value is None else float(value)
-
-
 def build_table(
     name: str,
     entries: Sequence[Mapping],
     methods: Sequence[str],
     seeds: Sequence[int],
-    metrics_path_fn: Callable[..., str | Path],
+    evaluations: Evaluations,
     reference: pd.DataFrame | None,
     level: str = "frame",
-    predictions_path_fn: Callable[..., str | Path] | None = None,
 ) -> pd.DataFrame:
     """Collect one table in tidy form.
 
@@ -156,12 +121,11 @@ def build_table(
             its source and target).
         methods: our methods (daml, maml, erm), in display order.
         seeds: the seeds averaged over.
-        metrics_path_fn: f(source, target, method, seed, shots) -> metrics.json path; read
-            at the entry's shots and at shots 0 (the zero-shot companion).
+        evaluations: the evaluate stage's results (`daml.evaluations`), read at the entry's
+            shots and at shots 0 (the zero-shot companion); when they hold predictions,
+            comparison rows are added for the AUC of the fine-tuned models.
         reference: the paper's numbers (`load_reference()`); None for no paper rows.
         level: "frame" (the paper's level) or "video".
-        predictions_path_fn: f(source, target, method, seed, shots) -> predictions.csv
-            path; when given, comparison rows are added for the AUC of the fine-tuned models.
 
     Returns:
         DataFrame with `TIDY_COLUMNS`: value and std in percent (std is NaN with one seed),
@@ -187,10 +151,11 @@ def build_table(
             rows += _quoted_rows(name, entry, metric, ref)
             for kind, shots in _kinds(entry):
                 for method in methods:
-                    values = []
-                    for seed in seeds:
-                        path = metrics_path_fn(entry["source"], entry["target"], method, seed, shots)
-                        values.append(100.0 * read_metric(path, metric, level))
+                    values = [
+                        100.0 * evaluations.metric(
+                            (entry["source"], entry["target"], method, seed, shots), metric, level)
+                        for seed in seeds
+                    ]
                     rows.append(_measured_row(name, entry, method, metric, values, ref, kind, shots))
                     if spec.cross_avg and entry["train"] != entry["test"]:  # an unseen domain
                         key = (entry["train"], entry["source"], method, metric, kind)
@@ -199,8 +164,8 @@ def build_table(
                             per_seed.setdefault(seed, []).append(value)
     if spec.cross_avg:
         rows += _cross_avg_rows(name, entries, methods, seeds, unseen, ref)
-    if predictions_path_fn is not None and "AUC" in spec.metrics:
-        rows += _comparison_rows(name, entries, methods, seeds, predictions_path_fn, spec)
+    if evaluations.has_predictions and "AUC" in spec.metrics:
+        rows += _comparison_rows(name, entries, methods, seeds, evaluations, spec)
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == MEASURED).sum()))
     return frame
@@ -313,17 +278,12 @@ def _cross_avg_rows(name, entries, methods, seeds, unseen, ref) -> list[dict]:
     return rows
 
 
-def _comparison_rows(name, entries, methods, seeds, predictions_path_fn, spec) -> list[dict]:
+def _comparison_rows(name, entries, methods, seeds, evaluations, spec) -> list[dict]:
     """AUC differences of the fine-tuned models, per cell and for Cross AVG, with intervals."""
-    cache: dict[Path, pd.DataFrame] = {}
 
     def runs(entry: dict, method: str) -> list[pd.DataFrame]:
-        paths = [Path(predictions_path_fn(entry["source"], entry["target"], method, seed,
-                                          entry["shots"])) for seed in seeds]
-        for path in paths:
-            if path not in cache:
-                cache[path] = read_predictions(path)
-        return [cache[path] for path in paths]
+        return [evaluations.predictions((entry["source"], entry["target"], method, seed,
+                                         entry["shots"])) for seed in seeds]
 
     rows = []
     pairs = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
@@ -345,20 +305,6 @@ def _comparison_rows(name, entries, methods, seeds, predictions_path_fn, spec) -
                              float("nan"), len(seeds), "", float("nan"), entry["shots"],
                              (100.0 * diff.low, 100.0 * diff.high)))
     return rows
-
-
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """One evaluation's predictions.csv (`key`, `frame`, `label`, `prob` are read)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DamlError(f"{path}: predictions file is missing; run the evaluate stage for it "
-                        f"(`snakemake {path}`)")
-    frame = pd.read_csv(path, dtype={"key": str, "video": str})
-    missing = [c for c in ("key", "frame", "label", "prob") if c not in frame.columns]
-    if missing:
-        raise DamlError(f"{path}: lacks columns {missing}; expected the predictions.csv format of "
-                        "docs/architecture.md")
-    return frame
 
 
 # ---------------------------------------------------------------------------------------------
@@ -589,60 +535,23 @@ def read_table(path: str | Path) -> pd.DataFrame:
 # the stage's entry point (scripts/make_table.py)
 
 
-def evaluation_index(paths: Sequence[str | Path], filename: str = "metrics.json") -> Callable[..., Path]:
-    """A path function over a given list of evaluation files (Snakemake's inputs).
-
-    Each path is read as .../evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/<filename>,
-    so the order of the list does not matter. Asking for a key not in the list raises a
-    DamlError naming the path expected.
-
-    Returns:
-        f(source, target, method, seed, shots) -> Path.
-    """
-    index: dict[tuple, Path] = {}
-    for path in map(Path, paths):
-        parts = path.parts
-        if (len(parts) < 6 or parts[-1] != filename or not parts[-3].startswith("seed")
-                or not parts[-2].startswith("shots")):
-            raise DamlError(f"{path}: not a .../{{source}}/{{target}}/{{method}}/seed{{seed}}/shots{{shots}}/"
-                            f"{filename} path (docs/architecture.md)")
-        key = (parts[-6], parts[-5], parts[-4], int(parts[-3][4:]), int(parts[-2][5:]))
-        index[key] = path
-
-    def lookup(source: str, target: str, method: str, seed: int, shots: int) -> Path:
-        key = (source, target, method, int(seed), int(shots))
-        if key not in index:
-            expected = default_metrics_path()(*key).with_name(filename)
-            raise DamlError(f"{expected}: {filename} not among the stage's inputs; "
-                            "the table's entries and its input list disagree (workflow/rules/common.smk)")
-        return index[key]
-
-    return lookup
-
-
-def metrics_index(paths: Sequence[str | Path]) -> Callable[..., Path]:
-    """`evaluation_index` of metrics.json files."""
-    return evaluation_index(paths, "metrics.json")
-
-
 def make_table(name: str, entries: Sequence[Mapping], methods: Sequence[str], seeds: Sequence[int],
                metrics_paths: Sequence[str | Path], out_csv: str | Path, out_md: str | Path,
                out_tex: str | Path, predictions_paths: Sequence[str | Path] = ()) -> pd.DataFrame:
-    """Build table `name` from its evaluation files and write CSV, markdown and LaTeX.
+    """Build table `name` from the evaluate stage's files and write CSV, markdown and LaTeX.
 
     Arguments:
         name: table1, table2, table3 or loto (the config key under `tables`).
         entries, methods, seeds: the config's `tables.<name>`, `methods` and `seeds`.
-        metrics_paths: every metrics.json the table reads (any order).
+        metrics_paths: every metrics.json of the evaluate stage the table reads (any order).
         out_csv, out_md, out_tex: outputs.
-        predictions_paths: the predictions.csv of every fine-tuned row, method and seed; when
-            given, the table gets the methods' AUC comparisons.
+        predictions_paths: the predictions.csv beside them; when given, the table gets the
+            methods' AUC comparisons.
 
     Returns:
         The tidy table.
     """
-    predictions = evaluation_index(predictions_paths, "predictions.csv") if predictions_paths else None
-    frame = build_table(name, entries, methods, seeds, metrics_index(metrics_paths), load_reference(),
-                        predictions_path_fn=predictions)
+    evaluations = Evaluations(metrics_paths, predictions_paths)
+    frame = build_table(name, entries, methods, seeds, evaluations, load_reference())
     write_table(frame, out_csv, out_md, out_tex)
     return frame

@@ -1,14 +1,15 @@
 """Figures from tiny fake histories: valid PNG/PDF files, smoothing against a hand computation."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from evaluations import EvaluationWriter
 
 from daml import figures
 from daml.errors import DamlError
+from daml.evaluations import Evaluations
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -71,22 +72,16 @@ def test_figure2_and_figure3(runs, tmp_path):
 
 
 def test_figure_shots_from_metrics(tmp_path):
-    root = tmp_path / "results"
-    paths = []
+    writer = EvaluationWriter(tmp_path / "results")
     for target in ("celebdf", "dfdc"):
         for method in ("daml", "erm"):
             for seed in (0, 1):
                 for shots in (0, 5):
-                    path = root / "evaluate" / "ffpp-c23" / target / method / f"seed{seed}" / f"shots{shots}" / "metrics.json"
-                    path.parent.mkdir(parents=True)
-                    auc = 0.6 + 0.02 * shots + 0.01 * seed
-                    path.write_text(json.dumps({"frame": {"acc": 0.5, "auc": auc, "ap": 0, "eer": 0, "loss": 0, "n": 1},
-                                                "video": {"acc": 0.5, "auc": 0.5, "ap": 0, "eer": 0, "n": 1}}))
-                    paths.append(path)
+                    writer.add("ffpp-c23", target, method, seed, shots, 0.5, 0.6 + 0.02 * shots + 0.01 * seed)
+    paths, _ = writer.write()
     settings = {"curves_source": "ffpp-c23", "shots_source": "ffpp-c23", "shots_targets": ["celebdf", "dfdc"],
                 "shots": [0, 5], "smooth_window": 2}
-    records = figures.shot_records("ffpp-c23", ["celebdf"], ["daml"], [0, 1], [0, 5],
-                                   lambda s, t, m, seed, k: root / "evaluate" / s / t / m / f"seed{seed}" / f"shots{k}" / "metrics.json")
+    records = figures.shot_records("ffpp-c23", ["celebdf"], ["daml"], [0, 1], [0, 5], Evaluations(paths))
     assert records.set_index(["seed", "shots"])["auc"].to_dict() == pytest.approx(
         {(0, 0): 60.0, (0, 5): 70.0, (1, 0): 61.0, (1, 5): 71.0})
     out = tmp_path / "figures"

@@ -2,15 +2,16 @@
 
 import base64
 import hashlib
-import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from evaluations import EvaluationWriter
 
 from daml import report, tables
 from daml.errors import DamlError
+from daml.evaluations import Evaluations
 
 SCHEMA = {
     "definitions": {
@@ -68,17 +69,15 @@ def test_stage_times_sum_per_rule(tmp_path):
 
 def make_inputs(root: Path) -> dict:
     """A tiny results tree: table1 for DAML, one figure, one manifest, one face shard, benchmarks."""
-    fn = tables.default_metrics_path(root)
+    writer = EvaluationWriter(root)
     entries = [{"source": "ffpp-c23", "target": "ffpp-c23", "shots": 10, "paper_train": "FF++ c23",
                 "paper_test": "FF++ c23"}]
     for seed, acc in ((0, 0.81), (1, 0.83)):
         for shots, gain in ((10, 0.0), (0, -0.2)):
-            path = fn("ffpp-c23", "ffpp-c23", "daml", seed, shots)
-            path.parent.mkdir(parents=True)
-            frame = {"acc": acc + gain, "auc": 0.9, "ap": 0, "eer": 0, "loss": 0, "n": 1}
-            path.write_text(json.dumps({"frame": frame, "video": {"acc": 0, "auc": 0, "ap": 0, "eer": 0, "n": 1}}))
+            writer.add("ffpp-c23", "ffpp-c23", "daml", seed, shots, acc + gain, 0.9)
     out = root / "tables"
-    df = tables.build_table("table1", entries, ["daml"], [0, 1], fn, tables.load_reference())
+    evaluations = Evaluations(*writer.write())
+    df = tables.build_table("table1", entries, ["daml"], [0, 1], evaluations, tables.load_reference())
     tables.write_table(df, out / "table1.csv", out / "table1.md", out / "table1.tex")
 
     from matplotlib.figure import Figure

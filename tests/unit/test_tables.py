@@ -1,6 +1,5 @@
-"""Tables from hand-made metrics.json files against hand-computed means, stds and differences."""
+"""Tables from hand-made evaluation files against hand-computed means, stds and differences."""
 
-import json
 import math
 import zlib
 from pathlib import Path
@@ -8,20 +7,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from evaluations import EvaluationWriter
 
 from daml import tables
 from daml.errors import DamlError
+from daml.evaluations import Evaluations
 
 METHODS = ["daml", "maml"]
 SEEDS = [0, 1]
 
 
-def write_metrics(fn, source, target, method, seed, shots, acc, auc):
-    path = fn(source, target, method, seed, shots)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    frame = {"acc": acc, "auc": auc, "ap": 0.5, "eer": 0.5, "loss": 0.7, "n": 100}
-    path.write_text(json.dumps({"frame": frame, "video": {"acc": 0.1, "auc": 0.2, "ap": 0.5, "eer": 0.5, "n": 4}}))
-    return path
+def evaluations(writer: EvaluationWriter) -> Evaluations:
+    return Evaluations(*writer.write())
 
 
 @pytest.fixture
@@ -35,21 +32,21 @@ TABLE1 = [
 ]
 
 
-def write_both(fn, source, target, method, seed, shots, acc, auc):
-    """metrics.json fine-tuned (`shots`) and zero-shot (shots 0: ten points lower)."""
-    write_metrics(fn, source, target, method, seed, 0, acc - 0.1, None if auc is None else auc - 0.1)
-    return write_metrics(fn, source, target, method, seed, shots, acc, auc)
+def write_both(writer, source, target, method, seed, shots, acc, auc, predictions=None):
+    """An evaluation fine-tuned (`shots`) and zero-shot (shots 0: ten points lower)."""
+    writer.add(source, target, method, seed, 0, acc - 0.1, None if auc is None else auc - 0.1)
+    writer.add(source, target, method, seed, shots, acc, auc, predictions=predictions)
 
 
 @pytest.fixture
 def table1(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     # (acc, auc) per method and seed on c23; c40 all 0.5
     values = {("daml", 0): (0.90, 0.80), ("daml", 1): (0.94, 0.86), ("maml", 0): (0.70, 0.60), ("maml", 1): (0.72, 0.64)}
     for (method, seed), (acc, auc) in values.items():
         write_both(fn, "ffpp-c23", "ffpp-c23", method, seed, 10, acc, auc)
         write_both(fn, "ffpp-c40", "ffpp-c40", method, seed, 10, 0.5, 0.5)
-    return tables.build_table("table1", TABLE1, METHODS, SEEDS, fn, reference)
+    return tables.build_table("table1", TABLE1, METHODS, SEEDS, evaluations(fn), reference)
 
 
 def cell(df, method, test, metric, column="value", kind=None):
@@ -114,12 +111,12 @@ def test_quoted_rows_present_and_marked(table1):
 
 
 def test_table2_has_no_f3net(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     entry = {"source": "ffpp-c23", "target": "dfdc", "shots": 10, "paper_train": "FF++", "paper_test": "DFDC"}
     for method in METHODS:
         for seed in SEEDS:
             write_both(fn, "ffpp-c23", "dfdc", method, seed, 10, 0.6, 0.7)
-    df = tables.build_table("table2", [entry], METHODS, SEEDS, fn, reference)
+    df = tables.build_table("table2", [entry], METHODS, SEEDS, evaluations(fn), reference)
     assert "F3-Net" not in set(df["method"])
     assert cell(df, "DAML (paper)", "DFDC", "AUC") == 67.89
     assert cell(df, "DAML (ours)", "DFDC", "AUC", "diff") == pytest.approx(70.0 - 67.89)
@@ -127,7 +124,7 @@ def test_table2_has_no_f3net(tmp_path, reference):
 
 
 def test_cross_avg_per_seed_then_mean(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     names = {"df": "DF", "f2f": "F2F", "fs": "FS", "nt": "NT"}
     auc = {  # seed -> target -> AUC for DAML trained on DF
         0: {"df": 0.99, "f2f": 0.60, "fs": 0.70, "nt": 0.80},
@@ -138,7 +135,7 @@ def test_cross_avg_per_seed_then_mean(tmp_path, reference):
     for seed, per_target in auc.items():
         for t, value in per_target.items():
             write_both(fn, "ffpp-c40-df", f"ffpp-c40-{t}", "daml", seed, 5, 0.5, value)
-    df = tables.build_table("table3", entries, ["daml"], SEEDS, fn, reference)
+    df = tables.build_table("table3", entries, ["daml"], SEEDS, evaluations(fn), reference)
     seed_means = [(60 + 70 + 80) / 3, (62 + 72 + 86) / 3]
     assert cell(df, "DAML (ours)", "Cross AVG", "AUC") == pytest.approx(sum(seed_means) / 2)
     assert cell(df, "DAML (ours)", "Cross AVG", "AUC", "std") == pytest.approx(abs(seed_means[0] - seed_means[1]) / math.sqrt(2))
@@ -153,16 +150,16 @@ def test_cross_avg_per_seed_then_mean(tmp_path, reference):
 
 
 def test_missing_metrics_file_names_it(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
-    with pytest.raises(DamlError, match=r"ffpp-c23/ffpp-c23/daml/seed0/shots10/metrics.json"):
-        tables.build_table("table1", TABLE1[:1], ["daml"], [0], fn, reference)
+    fn = EvaluationWriter(tmp_path)
+    with pytest.raises(DamlError, match=r"no evaluation of ffpp-c23 -> ffpp-c23, daml, seed 0, 10 shots"):
+        tables.build_table("table1", TABLE1[:1], ["daml"], [0], evaluations(fn), reference)
 
 
 def test_nan_metric_shown_as_na(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     write_both(fn, "ffpp-c23", "ffpp-c23", "daml", 0, 10, 0.9, float("nan"))
     write_both(fn, "ffpp-c23", "ffpp-c23", "daml", 1, 10, 0.9, None)
-    df = tables.build_table("table1", TABLE1[:1], ["daml"], SEEDS, fn, reference)
+    df = tables.build_table("table1", TABLE1[:1], ["daml"], SEEDS, evaluations(fn), reference)
     assert math.isnan(cell(df, "DAML (ours)", "FF++ c23", "AUC"))
     out = tmp_path / "out"
     tables.write_table(df, out / "t.csv", out / "t.md", out / "t.tex")
@@ -184,47 +181,50 @@ def test_write_table_outputs(table1, tmp_path):
 
 
 def test_unknown_paper_label_is_an_error(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     bad = [dict(TABLE1[0], paper_test="FF++ c99")]
     with pytest.raises(DamlError, match="FF\\+\\+ c99"):
-        tables.build_table("table1", bad, ["daml"], [0], fn, reference)
+        tables.build_table("table1", bad, ["daml"], [0], evaluations(fn), reference)
 
 
 def test_loto_has_no_paper_rows(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     entry = {"source": "ffpp-c40-no-df", "target": "ffpp-c40-df", "shots": 10}
     for seed in SEEDS:
         write_both(fn, "ffpp-c40-no-df", "ffpp-c40-df", "daml", seed, 10, 0.5, 0.6 + 0.1 * seed)
-    df = tables.build_table("loto", [entry], ["daml"], SEEDS, fn, reference)
+    df = tables.build_table("loto", [entry], ["daml"], SEEDS, evaluations(fn), reference)
     assert list(df["kind"]) == ["measured", "zero-shot"]
     assert df["value"].tolist() == pytest.approx([65.0, 55.0]) and df["paper"].isna().all()
     assert set(df["test"]) == {"ffpp-c40-df"}
 
 
 def test_make_table_from_input_list(tmp_path):
-    fn = tables.default_metrics_path(tmp_path / "results")
-    paths = [write_both(fn, "ffpp-c23", "ffpp-c23", m, s, 10, 0.8, 0.9) for m in METHODS for s in SEEDS]
-    paths += [p.parent.parent / "shots0" / "metrics.json" for p in paths]
+    writer = EvaluationWriter(tmp_path / "results")
+    for m in METHODS:
+        for s in SEEDS:
+            write_both(writer, "ffpp-c23", "ffpp-c23", m, s, 10, 0.8, 0.9)
+    metrics, _ = writer.write()
     out = tmp_path / "results" / "tables"
-    df = tables.make_table("table1", TABLE1[:1], METHODS, SEEDS, list(reversed(paths)),
+    df = tables.make_table("table1", TABLE1[:1], METHODS, SEEDS, list(reversed(metrics)),
                            out / "table1.csv", out / "table1.md", out / "table1.tex")
     assert cell(df, "MAML (ours)", "FF++ c23", "AUC") == pytest.approx(90.0)
-    with pytest.raises(DamlError, match="not among the stage's inputs"):
-        tables.make_table("table1", TABLE1, METHODS, SEEDS, paths, out / "a.csv", out / "a.md", out / "a.tex")
+    assert not (df["kind"] == tables.COMPARISON).any()  # no predictions given
+    with pytest.raises(DamlError, match="ffpp-c40 -> ffpp-c40, daml, seed 0, 10 shots among the stage's inputs"):
+        tables.make_table("table1", TABLE1, METHODS, SEEDS, metrics, out / "a.csv", out / "a.md", out / "a.tex")
 
 
 def test_entry_without_paper_labels_gets_no_paper_numbers(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     entry = {"source": "ffpp-c23", "target": "ffpp-c40", "shots": 10}
     for seed in SEEDS:
         write_both(fn, "ffpp-c23", "ffpp-c40", "daml", seed, 10, 0.7, 0.8)
-    df = tables.build_table("table1", [entry], ["daml"], SEEDS, fn, reference)
+    df = tables.build_table("table1", [entry], ["daml"], SEEDS, evaluations(fn), reference)
     assert list(df["kind"].unique()) == ["measured", "zero-shot"] and df["paper"].isna().all()
     assert set(df["test"]) == {"ffpp-c40"} and set(df["train"]) == {"ffpp-c23"}
 
 
-def write_predictions(fn, source, target, method, seed, shots, shift, videos=30, frames=4):
-    """predictions.csv of one evaluation: fakes score `shift` higher than reals, plus noise."""
+def predictions(method, seed, target, shift, videos=30, frames=4) -> pd.DataFrame:
+    """One evaluation's predictions: fakes score `shift` higher than reals, plus noise."""
     rng = np.random.default_rng(zlib.crc32(f"{method}/{seed}/{target}".encode()))
     rows = []
     for v in range(videos):
@@ -233,26 +233,23 @@ def write_predictions(fn, source, target, method, seed, shots, shift, videos=30,
             prob = 1 / (1 + math.exp(-(shift * label + rng.normal(0, 1))))
             rows.append(dict(key=f"ffpp/c40/x/{v:03d}", dataset="ffpp", technique="x", video=f"{v:03d}",
                              frame=f, label=label, prob=prob))
-    path = Path(fn(source, target, method, seed, shots)).with_name("predictions.csv")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
+    return pd.DataFrame(rows)
 
 
 def test_comparisons_with_paired_bootstrap_intervals(tmp_path, reference):
-    fn = tables.default_metrics_path(tmp_path)
+    fn = EvaluationWriter(tmp_path)
     names = {"df": "DF", "nt": "NT"}
     entries = [{"source": "ffpp-c40-df", "target": f"ffpp-c40-{t}", "shots": 10, "paper_train": "DF",
                 "paper_test": names[t]} for t in names]
     shift = {"daml": 3.0, "maml": 0.2, "erm": 2.9}  # DAML far better than MAML, like ERM
+    made = {}
     for t in names:
         for method in shift:
             for seed in SEEDS:
-                write_both(fn, "ffpp-c40-df", f"ffpp-c40-{t}", method, seed, 10, 0.5, 0.7)
-                write_predictions(fn, "ffpp-c40-df", f"ffpp-c40-{t}", method, seed, 10, shift[method])
-    predictions = lambda *key: Path(fn(*key)).with_name("predictions.csv")  # noqa: E731
-    df = tables.build_table("table3", entries, list(shift), SEEDS, fn, reference,
-                            predictions_path_fn=predictions)
+                made[(t, method, seed)] = predictions(method, seed, f"ffpp-c40-{t}", shift[method])
+                write_both(fn, "ffpp-c40-df", f"ffpp-c40-{t}", method, seed, 10, 0.5, 0.7,
+                           predictions=made[(t, method, seed)])
+    df = tables.build_table("table3", entries, list(shift), SEEDS, evaluations(fn), reference)
     comparisons = df[df["kind"] == tables.COMPARISON]
     assert set(comparisons["method"]) == {"DAML - MAML", "DAML - ERM"}
     assert set(comparisons["test"]) == {"DF", "NT", "Cross AVG"}
@@ -261,7 +258,7 @@ def test_comparisons_with_paired_bootstrap_intervals(tmp_path, reference):
     from sklearn.metrics import roc_auc_score
     direct = []
     for seed in SEEDS:
-        a, b = (pd.read_csv(predictions("ffpp-c40-df", "ffpp-c40-nt", m, seed, 10)) for m in ("daml", "maml"))
+        a, b = (made[("nt", m, seed)] for m in ("daml", "maml"))
         direct.append(roc_auc_score(a.label, a.prob) - roc_auc_score(b.label, b.prob))
     assert maml["value"] == pytest.approx(100 * np.mean(direct))
     assert 0 < maml["ci_low"] < maml["value"] < maml["ci_high"]  # clearly better

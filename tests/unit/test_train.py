@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from daml.adapt import AdaptSettings, adapt_model, adapted_copy
+from daml.adapt import AdaptSettings, adapted_copy
 from daml.errors import DamlError
-from daml.evaluate import EvaluateSettings, evaluate_model
+from daml.evaluate import EvaluateSettings, Row, evaluate_model
 from daml.facedata import load_faces, to_input
 from daml.model import load_model
 from daml.train import TrainSettings, train_model
@@ -327,69 +327,72 @@ def test_meta_test_scores_theta_d_where_theta_alone_ranks_fakes_below_reals(tmp_
     assert payload["best_validation"]["auc"] == pytest.approx(validation.auc) == summary["auc"]
     assert payload["selection"]["steps"] == 20 and payload["selection"]["bn_mode"] == "source"
 
-    scores = {}
-    evaluate = EvaluateSettings(batch_size=64, device="cpu", precision="fp32", threads=1)
-    adapt_model(out["out_model"], shards, SOURCE, 4, 0, rule, tmp_path / "adapted.pt")
-    for name, model_pt in (("theta", out["out_model"]), ("theta_d", tmp_path / "adapted.pt")):
-        scores[name] = evaluate_model(
-            model_pt, shards, SOURCE, tmp_path / f"{name}.csv", tmp_path / f"{name}.json", evaluate
-        )["frame"]["auc"]
-    assert scores["theta"] < 0.3 and scores["theta_d"] > 0.8, scores
+    # the tables' main row reads the fine-tuned evaluation, the companion the trained model
+    scores = evaluate(out["out_model"], shards, tmp_path / "eval", "ffpp-c23", SOURCE, (0, 4), rule)
+    assert scores[0] < 0.3 and scores[4] > 0.8, scores
 
 
-def test_adapt_and_evaluate(tmp_path, shards):
-    _, out = run(tmp_path / "train", shards, iterations=30)
-    target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
-    record = adapt_model(
-        out["out_model"], shards, target, 4, 0, adapt_settings(), tmp_path / "adapt" / "model.pt"
+def evaluate(model_pt, shards, folder, target, domain, shots, rule=None, batch_size=16, **changes):
+    """Run the evaluate stage on one target; frame AUC by shot count."""
+    folder.mkdir(parents=True, exist_ok=True)
+    result = evaluate_model(
+        model_pt, shards, [Row(target, domain, tuple(shots))], "src", "daml", 0,
+        rule or adapt_settings(),
+        EvaluateSettings(batch_size=batch_size, device="cpu", precision="fp32", threads=1),
+        folder / "metrics.json", folder / "predictions.csv", folder / "models.pt", **changes,
     )
+    return {r["shots"]: r["frame"]["auc"] for r in result["evaluations"]}
+
+
+NT = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"], "leak_rule": "identity"}
+
+
+def test_evaluate_fine_tunes_on_leak_free_shots_and_scores_both(tmp_path, shards):
+    _, out = run(tmp_path / "train", shards, iterations=30)
+    scores = evaluate(out["out_model"], shards, tmp_path / "eval", "ffpp-c23-nt", NT, (0, 4))
+    assert scores[4] > 0.8
+    models = torch.load(tmp_path / "eval" / "models.pt", weights_only=False)["models"]
+    record = models["ffpp-c23-nt/shots4"]["adapt"]
     train_keys = set(load_faces(shards, 16, None, ["train"]).table.key)
     keys = [k.split("#")[0] for k in record["keys"]]
     assert len(keys) == 8 and set(keys) <= train_keys and len(set(keys)) == 8
     assert {k.split("/")[2] for k in keys} == {"NeuralTextures", "real"}
-    before, _ = load_model(out["out_model"])
-    after, payload = load_model(tmp_path / "adapt" / "model.pt")
-    assert payload["adapt"]["shots"] == 4
-    assert not torch.equal(before.head.weight, after.head.weight)
+    assert record["shots"] == 4 and len(record["losses"]) == 5
+    trained, _ = load_model(out["out_model"])
+    assert not torch.equal(trained.head.weight, models["ffpp-c23-nt/shots4"]["state_dict"]["head.weight"])
+    assert "ffpp-c23-nt/shots0" not in models  # shots 0 is the trained model itself
 
-    eval_settings = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
-    metrics = evaluate_model(
-        tmp_path / "adapt" / "model.pt",
-        shards,
-        target,
-        tmp_path / "eval" / "predictions.csv",
-        tmp_path / "eval" / "metrics.json",
-        eval_settings,
-    )
     predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert list(predictions.columns) == [
-        "key",
-        "dataset",
-        "technique",
-        "video",
-        "frame",
-        "label",
-        "prob",
+        "target", "shots", "key", "dataset", "technique", "video", "frame", "label", "prob",
     ]
-    assert (
-        len(predictions) == 3 * 3 * 2 and metrics["frame"]["n"] == 18 and metrics["video"]["n"] == 6
-    )
-    assert (
-        json.loads((tmp_path / "eval" / "metrics.json").read_text())["frame"]["auc"]
-        == metrics["frame"]["auc"]
-    )
-    assert metrics["frame"]["auc"] > 0.8
-    # eval mode: a prediction does not depend on the other faces in its batch
-    one = EvaluateSettings(batch_size=1, device="cpu", precision="fp32", threads=1)
+    assert (predictions.groupby("shots").size() == 3 * 3 * 2).all()  # 3 test ids x 3 frames x 2
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert (metrics["source"], metrics["method"], metrics["seed"]) == ("src", "daml", 0)
+    by_shots = {r["shots"]: r for r in metrics["evaluations"]}
+    assert by_shots[4]["frame"]["n"] == 18 and by_shots[4]["video"]["n"] == 6
+    # eval mode: a face's score does not depend on the other faces in its batch
+    one = evaluate(out["out_model"], shards, tmp_path / "one", "ffpp-c23-nt", NT, (0, 4), batch_size=1)
+    again = pd.read_csv(tmp_path / "one" / "predictions.csv")
+    np.testing.assert_allclose(again.prob, predictions.prob, atol=1e-5)
+    assert one == pytest.approx(scores)
+
+
+def test_one_job_scores_every_target_of_the_face_set_as_single_jobs_would(tmp_path, shards):
+    _, out = run(tmp_path / "train", shards, iterations=10)
+    df = {"faceset": "ffpp-c23", "techniques": ["Deepfakes"], "leak_rule": "identity"}
+    rows = [Row("df", df, (0, 4)), Row("nt", NT, (0, 2, 4))]
     evaluate_model(
-        tmp_path / "adapt" / "model.pt",
-        shards,
-        target,
-        tmp_path / "p1.csv",
-        tmp_path / "m1.json",
-        one,
+        out["out_model"], shards, rows, "src", "daml", 0, adapt_settings(),
+        EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1),
+        tmp_path / "m.json", tmp_path / "p.csv", tmp_path / "m.pt",
     )
-    np.testing.assert_allclose(pd.read_csv(tmp_path / "p1.csv").prob, predictions.prob, atol=1e-5)
+    together = pd.read_csv(tmp_path / "p.csv")
+    for target, domain, shots in (("df", df, (0, 4)), ("nt", NT, (0, 2, 4))):
+        evaluate(out["out_model"], shards, tmp_path / target, target, domain, shots)
+        alone = pd.read_csv(tmp_path / target / "predictions.csv")
+        mine = together[together.target == target].reset_index(drop=True)
+        pd.testing.assert_frame_equal(mine, alone)
 
 
 @pytest.mark.parametrize("bn_mode", ["source", "shots", "batch"])
@@ -423,33 +426,29 @@ def test_too_few_leak_free_shots_name_the_counts(tmp_path, shards):
     _, out = run(tmp_path / "train", shards, iterations=4)
     target = {"faceset": "ffpp-c23", "techniques": ["FaceSwap"]}
     with pytest.raises(DamlError, match=r"24 fake faces \(8 videos\).*fewer than shots=30"):
-        adapt_model(out["out_model"], shards, target, 30, 0, adapt_settings(), tmp_path / "a.pt")
-    assert not (tmp_path / "a.pt").exists()
+        evaluate(out["out_model"], shards, tmp_path / "e", "fs", target, (0, 30))
+    assert not list((tmp_path / "e").iterdir())  # nothing half-written
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards):
     """The GPU path end to end with the defaults there: graph replay, bf16, GPU fine-tuning."""
     _, out = run(tmp_path / "train", shards, iterations=30, device="auto", precision="auto")
-    target = {"faceset": "ffpp-c23", "techniques": ["NeuralTextures"]}
-    adapted = {}
+    records, probs = {}, {}
     for device in ("cpu", "cuda"):
-        settings = adapt_settings(device=device, precision="auto")
-        path = tmp_path / f"adapt-{device}" / "model.pt"
-        adapted[device] = adapt_model(out["out_model"], shards, target, 4, 0, settings, path)
-    # the shots are drawn on the host: the same faces whichever device fine-tunes
-    assert adapted["cpu"]["keys"] == adapted["cuda"]["keys"]
-    probs = {}
-    for device in ("cpu", "cuda"):
-        metrics = evaluate_model(
-            tmp_path / "adapt-cuda" / "model.pt",
-            shards,
-            target,
-            tmp_path / f"eval-{device}" / "predictions.csv",
-            tmp_path / f"eval-{device}" / "metrics.json",
+        folder = tmp_path / f"eval-{device}"
+        folder.mkdir()
+        result = evaluate_model(
+            out["out_model"], shards, [Row("nt", NT, (0, 4))], "src", "daml", 0,
+            adapt_settings(device=device, precision="auto"),
             EvaluateSettings(batch_size=16, device=device, precision="fp32", threads=1),
+            folder / "metrics.json", folder / "predictions.csv", folder / "models.pt",
         )
-        assert metrics["frame"]["auc"] > 0.8
-        probs[device] = pd.read_csv(tmp_path / f"eval-{device}" / "predictions.csv").prob
-    # one model, two devices: the same predictions up to TF32 convolutions
+        assert all(r["frame"]["auc"] > 0.8 for r in result["evaluations"] if r["shots"] == 4)
+        records[device] = torch.load(folder / "models.pt", weights_only=False)["models"]["nt/shots4"]
+        predictions = pd.read_csv(folder / "predictions.csv")
+        probs[device] = predictions[predictions.shots == 0].prob.to_numpy()
+    # the shots are drawn on the host: the same faces whichever device fine-tunes
+    assert records["cpu"]["adapt"]["keys"] == records["cuda"]["adapt"]["keys"]
+    # one trained model, two devices: the same predictions up to TF32 convolutions
     np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=5e-3)

@@ -63,11 +63,11 @@ def test_dry_run_job_counts(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1").stdout)
     # 3 sources (ffpp-c23, ffpp-c40-df, ffpp-c40-no-nt) x 3 methods x 2 seeds
     assert counts["train_model"] == 18
-    # every row fine-tuned on 4 shots: c23 -> c23, c23 -> celebdf (also the shots figure),
-    # df -> df, df -> nt, no-nt -> nt; x 3 methods x 2 seeds
-    assert counts["adapt_model"] == 30
-    # each of those fine-tuned (shots4) and as trained (shots0)
-    assert counts["evaluate_model"] == 60
+    # one evaluation per trained model and target face set, for all its rows and shot counts:
+    # c23 on ffpp-c23 and on celebdf (Table 2 and the shots figure), df on ffpp-c40 (two
+    # Table 3 rows), no-nt on ffpp-c40; x 3 methods x 2 seeds
+    assert counts["evaluate_model"] == 24
+    assert "adapt_model" not in counts
     assert counts["generate_benchmark"] == counts["index_dataset"] == 4
     # face sets the tiny tables need: ffpp-c23 (2 shards), ffpp-c40 (1), celebdf (1)
     assert counts["align_faces"] == counts["extract_frames"] == 4
@@ -77,7 +77,7 @@ def test_dry_run_job_counts(tmp_path):
 def test_named_target_builds_only_what_it_needs(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1", "table1").stdout)
     assert counts["train_model"] == 6  # ffpp-c23 only
-    assert counts["adapt_model"] == 6 and counts["evaluate_model"] == 12
+    assert counts["evaluate_model"] == 6
     assert "render_report" not in counts
     assert counts["align_faces"] == 2  # the two ffpp-c23 shards, no other face set
     assert counts["generate_benchmark"] == 1
@@ -129,8 +129,10 @@ def test_pipeline_learns_in_domain(tiny_run):
     """
 
     def auc(method, seed):
-        path = tiny_run / f"results/evaluate/ffpp-c23/ffpp-c23/{method}/seed{seed}/shots4/metrics.json"
-        return json.loads(path.read_text().replace("NaN", "null"))["frame"]["auc"]
+        path = tiny_run / f"results/evaluate/ffpp-c23/ffpp-c23/{method}/seed{seed}/metrics.json"
+        job = json.loads(path.read_text().replace("NaN", "null"))
+        [tuned] = [r for r in job["evaluations"] if r["shots"] == 4]
+        return tuned["frame"]["auc"]
 
     for method in ("daml", "maml", "erm"):
         scores = [auc(method, seed) for seed in (0, 1)]
@@ -156,7 +158,7 @@ def test_one_core_gives_identical_results(tiny_run, tiny_run_one_core):
         b = (tiny_run_one_core / f"results/tables/{table}.csv").read_text()
         assert a == b, table
     metrics = sorted((tiny_run / "results/evaluate").rglob("metrics.json"))
-    assert len(metrics) == 60
+    assert len(metrics) == 24
     for path in metrics:
         twin = tiny_run_one_core / path.relative_to(tiny_run)
         assert path.read_text() == twin.read_text(), path
@@ -164,8 +166,8 @@ def test_one_core_gives_identical_results(tiny_run, tiny_run_one_core):
 
 def test_different_seeds_differ(tiny_run):
     base = tiny_run / "results/evaluate/ffpp-c23/ffpp-c23/daml"
-    a = pd.read_csv(base / "seed0/shots0/predictions.csv")
-    b = pd.read_csv(base / "seed1/shots0/predictions.csv")
+    a = pd.read_csv(base / "seed0/predictions.csv")
+    b = pd.read_csv(base / "seed1/predictions.csv")
     assert not a.prob.equals(b.prob)
 
 
@@ -303,7 +305,7 @@ def test_empty_val_and_test_splits_stop_with_counts_reasons_and_skip_tables(tiny
     extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}})
     work = tmp_path / "work"
     train = "results/train/ffpp-c23/erm/seed0/model.pt"
-    evaluate = "results/evaluate/ffpp-c40-df/ffpp-c40-df/erm/seed0/shots0/metrics.json"
+    evaluate = "results/evaluate/ffpp-c40-df/ffpp-c40/erm/seed0/metrics.json"
     result = snakemake(work, "--cores", "2", "--keep-going", train, evaluate,
                        configs=(TINY_CONFIG, extra), check=False)
     assert result.returncode != 0
@@ -312,8 +314,8 @@ def test_empty_val_and_test_splits_stop_with_counts_reasons_and_skip_tables(tiny
     # every technique of the face set: 4 reals and 4 x 4 fakes of the val pairs
     assert "lists 20 val videos of ffpp-c23; 0 gave faces (0 faces); skipped whole: 20 (" in train_log
     assert "Skip tables: results/faces/ffpp-c23/shard000.skips.csv, results/faces/ffpp-c23/shard001.skips.csv" in train_log
-    evaluate_log = (work / "results/logs/evaluate_model/ffpp-c40-df/ffpp-c40-df/erm/seed0/shots0.log").read_text()
-    assert "target ffpp-c40 (techniques ['Deepfakes']) has no test faces" in evaluate_log
+    evaluate_log = (work / "results/logs/evaluate_model/ffpp-c40-df/ffpp-c40/erm/seed0.log").read_text()
+    assert "target ffpp-c40-df (ffpp-c40, techniques ['Deepfakes']) has no test faces" in evaluate_log
     # the target is Deepfakes and the reals: 4 reals and 4 Deepfakes fakes of the test pairs
     assert "lists 8 test videos of ffpp-c40; 0 gave faces (0 faces); skipped whole: 8 (" in evaluate_log
     assert "results/faces/ffpp-c40/shard000.skips.csv" in evaluate_log
@@ -325,11 +327,13 @@ def test_too_few_shots_stop_with_the_pool_counts(tiny_run, tmp_path):
     work = tmp_path / "work"
     for part in ("synthetic", "data", "faces", "train/ffpp-c23/erm/seed0"):
         shutil.copytree(tiny_run / "results" / part, work / "results" / part, copy_function=shutil.copy2)
-    target = "results/adapt/ffpp-c23/celebdf/erm/seed0/shots500/model.pt"
-    result = snakemake(work, "--cores", "1", target, check=False)
+    many = overlay(tmp_path, "many.yaml", {"tables": {"table2": [
+        {"source": "ffpp-c23", "target": "celebdf", "shots": 500}]}})
+    target = "results/evaluate/ffpp-c23/celebdf/erm/seed0/metrics.json"
+    result = snakemake(work, "--cores", "1", target, configs=(TINY_CONFIG, many), check=False)
     assert result.returncode != 0
-    log = (work / "results/logs/adapt_model/ffpp-c23/celebdf/erm/seed0/shots500.log").read_text()
-    assert "target celebdf:" in log and "fewer than shots=500" in log
+    log = (work / "results/logs/evaluate_model/ffpp-c23/celebdf/erm/seed0.log").read_text()
+    assert "target celebdf (celebdf):" in log and "fewer than shots=500" in log
     assert "Train split: the manifest results/data/celebdf/manifest.csv lists" in log
     assert "Skip tables: results/faces/celebdf/shard000.skips.csv" in log
     assert "Traceback" not in log and not (work / target).exists()

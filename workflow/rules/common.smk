@@ -21,10 +21,8 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     faceset="|".join(FACESETS),
     source="|".join(config["sources"]) or "NO_SOURCE",
-    target="|".join(config["targets"]) or "NO_TARGET",
     method="|".join(config["methods"]),
     seed=r"\d+",
-    shots=r"\d+",
     shard=r"\d{3}",
     table="table1|table2|table3|loto",
     figure="figure2|figure3|figure_shots",
@@ -104,10 +102,6 @@ def source_faceset(wildcards):
     return config["sources"][wildcards.source]["faceset"]
 
 
-def target_faceset(wildcards):
-    return config["targets"][wildcards.target]["faceset"]
-
-
 def faceset_manifest(faceset):
     return rules.index_dataset.output.manifest.format(dataset=faceset_dataset(faceset))
 
@@ -117,52 +111,52 @@ def source_manifest(wildcards):
     return faceset_manifest(source_faceset(wildcards))
 
 
-def target_manifest(wildcards):
-    return faceset_manifest(target_faceset(wildcards))
+def evaluation_rows(source, faceset):
+    """The targets of `faceset` that a table row or the shots figure scores `source` on.
+
+    Returns [{"target", "domain", "shots"}], shots ascending and always with 0 (the model as
+    trained): one evaluation job serves them all.
+    """
+    fig = config["figures"]
+    wanted = {}
+    for entries in config["tables"].values():
+        for e in entries:
+            if e["source"] == source:
+                wanted.setdefault(e["target"], {0}).add(e["shots"])
+    if fig["shots_source"] == source:
+        for target in fig["shots_targets"]:
+            wanted.setdefault(target, {0}).update(fig["shots"])
+    return [
+        {"target": t, "domain": config["targets"][t], "shots": sorted(k)}
+        for t, k in sorted(wanted.items())
+        if config["targets"][t]["faceset"] == faceset
+    ]
 
 
-def evaluated_model(wildcards):
-    """shots0 evaluates the trained model itself; other shot counts its fine-tuned copy."""
-    if int(wildcards.shots) == 0:
-        return rules.train_model.output.model.format(**wildcards)
-    return rules.adapt_model.output.model.format(**wildcards)
+def evaluation_files(kind, pairs):
+    """metrics.json or predictions.csv of every method and seed for (source, target) pairs."""
+    groups = dict.fromkeys((s, config["targets"][t]["faceset"]) for s, t in pairs)
+    return [
+        getattr(rules.evaluate_model.output, kind).format(
+            source=s, faceset=f, method=m, seed=seed
+        )
+        for s, f in groups
+        for m in config["methods"]
+        for seed in config["seeds"]
+    ]
 
 
-def evaluation_file(kind, source, target, method, seed, shots):
-    return getattr(rules.evaluate_model.output, kind).format(
-        source=source, target=target, method=method, seed=seed, shots=shots
+def table_evaluations(table, kind):
+    return evaluation_files(
+        kind, [(e["source"], e["target"]) for e in config["tables"][table]]
     )
 
 
-def table_evaluations(table, kind, zero_shot=True):
-    """metrics.json or predictions.csv of a table: each row fine-tuned, and zero-shot."""
-    return [
-        evaluation_file(kind, e["source"], e["target"], m, s, k)
-        for e in config["tables"][table]
-        for k in dict.fromkeys([e["shots"], 0] if zero_shot else [e["shots"]])
-        for m in config["methods"]
-        for s in config["seeds"]
-    ]
-
-
-def table_metrics(table):
-    return table_evaluations(table, "metrics")
-
-
-def table_predictions(table):
-    """Predictions of the fine-tuned rows, for the methods' bootstrap comparisons."""
-    return table_evaluations(table, "predictions", zero_shot=False)
-
-
-def shots_metrics():
+def shots_evaluations():
     fig = config["figures"]
-    return [
-        evaluation_file("metrics", fig["shots_source"], t, m, s, k)
-        for t in fig["shots_targets"]
-        for m in config["methods"]
-        for s in config["seeds"]
-        for k in fig["shots"]
-    ]
+    return evaluation_files(
+        "metrics", [(fig["shots_source"], t) for t in fig["shots_targets"]]
+    )
 
 
 def curve_histories(kind):
@@ -182,7 +176,7 @@ def figure_inputs(wildcards):
         return curve_histories("history")
     if wildcards.figure == "figure3":
         return curve_histories("validation")
-    return shots_metrics()
+    return shots_evaluations()
 
 
 TABLES = [t for t in ("table1", "table2", "table3", "loto") if config["tables"][t]]

@@ -1,26 +1,31 @@
-# Evaluation stage: per-frame predictions on the target's test split, pooled into metrics.
+# Evaluation stage, the paper's meta-test: one job per trained model and target face set scores
+# the model as trained and, for every row and shot count that needs it, fine-tuned on that many
+# leak-free faces per class of the target's train split. The face set is loaded once.
 
 
 rule evaluate_model:
     input:
-        unpack(lambda w: face_shards(target_faceset(w))),
-        manifest=target_manifest,
-        model=evaluated_model,
+        unpack(lambda w: face_shards(w.faceset)),
+        manifest=lambda w: faceset_manifest(w.faceset),
+        model=rules.train_model.output.model,
     output:
-        predictions="results/evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/predictions.csv",
-        metrics="results/evaluate/{source}/{target}/{method}/seed{seed}/shots{shots}/metrics.json",
+        metrics="results/evaluate/{source}/{faceset}/{method}/seed{seed}/metrics.json",
+        predictions="results/evaluate/{source}/{faceset}/{method}/seed{seed}/predictions.csv",
+        models="results/evaluate/{source}/{faceset}/{method}/seed{seed}/models.pt",
     log:
-        "results/logs/evaluate_model/{source}/{target}/{method}/seed{seed}/shots{shots}.log",
+        "results/logs/evaluate_model/{source}/{faceset}/{method}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate_model/{source}/{target}/{method}/seed{seed}/shots{shots}.tsv"
+        "results/benchmarks/evaluate_model/{source}/{faceset}/{method}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=60,
+        gpu=1,
     params:
-        target=lambda w: config["targets"][w.target],
+        rows=lambda w: evaluation_rows(w.source, w.faceset),
+        adapt=config["adapt"],
         settings=config["evaluate"],
     script:
         "../../scripts/evaluate_model.py"

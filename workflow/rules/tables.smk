@@ -3,8 +3,8 @@
 
 rule make_table:
     input:
-        metrics=lambda w: table_metrics(w.table),
-        predictions=lambda w: table_predictions(w.table),
+        metrics=lambda w: table_evaluations(w.table, "metrics"),
+        predictions=lambda w: table_evaluations(w.table, "predictions"),
     output:
         csv=report(
             "results/tables/{table}.csv",
