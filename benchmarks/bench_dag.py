@@ -16,19 +16,23 @@ Description:
       sequence) over `{real,fake}_{train,test}/`.
 
     It writes an overlay config that points `datasets.roots` at these trees and sets the
-    paper-scale shard counts (about 100 videos per shard: FF++ c23 and c40 50 each,
-    Celeb-DF 64, DFDC 50, WildDeepfake 8) and seeds [0, 1, 2], then times
+    shard counts and seeds of the paper-scale preset (workflow/presets/paper.yaml), then
+    times
 
         python -m snakemake -n --cores all --snakefile <repo>/Snakefile \\
             --directory <tmp>/work<i> --configfile <repo>/config.yaml <overlay>
 
     `--repeats` times (each in a fresh working directory, bounded by `--timeout`), and prints
     the median wall time and the job count per rule parsed from Snakemake's "Job stats",
-    with the input files per rule parsed from the job listing. Each repeat also times the
-    same dry run with `--quiet rules` (no job listing) and a one-rule Snakefile (start-up
-    cost alone), and the script probes `scontrol show config`, which Snakemake's SLURM plugin
-    runs at every start. The goal (issue "Scale"): under 60 s and at most 3,000 jobs; the
-    exit status is 0 when it is met, 2 when not, 1 when a dry run fails. With `--profile N` one more run
+    with the input files per rule parsed from the job listing, and, from the same listing,
+    how often the evaluation stage reads each face set per trained model and how many bytes
+    of face shards that is (estimated from the face counts of the simulated trees at the
+    preset's frames per video and crop size). Each repeat also times the same dry run with
+    `--quiet rules` (no job listing) and a one-rule Snakefile (start-up cost alone), and the
+    script probes `scontrol show config`, which Snakemake's SLURM plugin runs at every start.
+    The goal (issue "Fewer, larger jobs"): under 20 s and at most 600 jobs, each test face
+    set read at most once per trained model; the exit status is 0 when the time and job
+    goals are met, 2 when not, 1 when a dry run fails. With `--profile N` one more run
     goes under cProfile and the N functions with the largest cumulative time are printed.
     With `--readme PATH` the result is written as the section "## DAG construction" of that
     Markdown file (replacing that section if present, appending it otherwise; the rest of
@@ -60,13 +64,15 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-GOAL_SECONDS = 60.0
-GOAL_JOBS = 3000
+GOAL_SECONDS = 20.0
+GOAL_JOBS = 600
 SECTION = "## DAG construction"
 
-#: paper-scale shards: about 100 videos (WildDeepfake: about 90 sequences) per shard
-PAPER_SHARDS = {"ffpp-c23": 50, "ffpp-c40": 50, "celebdf": 64, "dfdc": 50, "wilddeepfake": 8}
-PAPER_SEEDS = [0, 1, 2]
+PRESET = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
+PAPER_SHARDS = PRESET["faces"]["shards"]
+PAPER_SEEDS = PRESET["seeds"]
+#: rules whose jobs score a trained model on a target face set (before and after they merged)
+EVALUATION_RULES = ("adapt_model", "evaluate_model")
 
 FFPP_TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 FFPP_COMPRESSIONS = ("c23", "c40")
@@ -80,6 +86,15 @@ DFDC_TEST, DFDC_TRAIN = 5000, 40
 
 WILD_SEQUENCES = {"real_train": 270, "fake_train": 280, "real_test": 70, "fake_test": 80}
 WILD_ARCHIVES_PER_FOLDER = 6
+
+#: videos (sequences) per face set in the simulated trees, for the byte estimate
+FACESET_VIDEOS = {
+    "ffpp-c23": 1000 * (1 + len(FFPP_TECHNIQUES)),
+    "ffpp-c40": 1000 * (1 + len(FFPP_TECHNIQUES)),
+    "celebdf": CELEBDF_REAL + CELEBDF_FAKE + CELEBDF_YOUTUBE,
+    "dfdc": DFDC_TEST + DFDC_TRAIN,
+    "wilddeepfake": sum(WILD_SEQUENCES.values()),
+}
 
 
 def touch_all(paths) -> int:
@@ -357,6 +372,60 @@ def parse_inputs(text: str) -> dict[str, tuple[int, int]]:
     return edges
 
 
+def parse_jobs(text: str) -> list[dict]:
+    """Every job of the dry run's listing: rule, input files and wildcards."""
+    jobs, job = [], None
+    for line in text.splitlines():
+        match = re.fullmatch(r"\s*(?:local)?rule (\w+):", line)
+        if match:
+            job = {"rule": match[1], "inputs": [], "wildcards": {}}
+            jobs.append(job)
+            continue
+        if job is None:
+            continue
+        match = re.fullmatch(r"\s*input: (.*)", line)
+        if match:
+            job["inputs"] = match[1].split(", ")
+        match = re.fullmatch(r"\s*wildcards: (.*)", line)
+        if match:
+            job["wildcards"] = dict(part.split("=", 1) for part in match[1].split(", "))
+    return jobs
+
+
+def face_set_bytes(faceset: str) -> float:
+    """Bytes of one face set's crops: videos x frames per video x crop x crop x 3."""
+    side = PRESET["faces"]["crop_size"]
+    return FACESET_VIDEOS[faceset] * PRESET["frames"]["per_video"] * side * side * 3
+
+
+def face_reads(jobs: list[dict]) -> dict:
+    """How often the evaluation stage reads face sets, per trained model, and the bytes.
+
+    Returns:
+        {"jobs": evaluation jobs, "bytes": estimated bytes of face shards they read,
+         "most": the largest number of evaluation jobs of one trained model (source, method,
+         seed) that read one face set, "where": that model and face set}.
+    """
+    reads: dict[tuple, int] = {}
+    n_jobs, total = 0, 0.0
+    for job in jobs:
+        if job["rule"] not in EVALUATION_RULES:
+            continue
+        n_jobs += 1
+        shards: dict[str, int] = {}
+        for path in job["inputs"]:
+            match = re.search(r"results/faces/([^/]+)/shard\d+\.npz$", path)
+            if match:
+                shards[match[1]] = shards.get(match[1], 0) + 1
+        model = tuple(job["wildcards"].get(k) for k in ("source", "method", "seed"))
+        for faceset, n in shards.items():
+            total += face_set_bytes(faceset) * n / PAPER_SHARDS[faceset]
+            reads[(model, faceset)] = reads.get((model, faceset), 0) + 1
+    most = max(reads.values(), default=0)
+    where = next((k for k, v in reads.items() if v == most), None)
+    return {"jobs": n_jobs, "bytes": total, "most": most, "where": where}
+
+
 def run_once(cmd: list[str], timeout: float) -> tuple[float, str, int]:
     """Run `cmd` under `timeout` seconds; return wall seconds, output, return code."""
     start = time.perf_counter()
@@ -416,7 +485,8 @@ def section(result: dict) -> str:
         SECTION,
         "",
         "`bench_dag.py` times how long Snakemake takes to build the whole workflow's DAG at the",
-        "paper's scale (issue \"Scale\": under 60 s, at most 3,000 jobs). It builds simulated",
+        "paper's scale (goal: under 20 s, at most 600 jobs, each test face set read at most once",
+        "per trained model). It builds simulated",
         "full-size dataset trees of empty files in the four official layouts (FF++ 1,000 real +",
         "4 x 1,000 fakes at c23 and c40 with 360/70/70-pair splits; Celeb-DF v2 590 real + 5,639",
         "fake + 300 YouTube-real with a 518-line test list; the DFDC test set of 5,000 videos with",
@@ -456,6 +526,11 @@ def section(result: dict) -> str:
         f"- SLURM probe: {result['probe']}",
         "  (Snakemake's SLURM plugin runs it at every start: see the notes below).",
         f"- Jobs: **{jobs}**.",
+        f"- Evaluation stage: {result['reads']['jobs']} jobs reading "
+        f"{result['reads']['bytes'] / 1e12:.2f} TB of face shards (estimated: the simulated trees' "
+        f"videos x {PRESET['frames']['per_video']} faces of {PRESET['faces']['crop_size']} px; a job "
+        "reads every shard of its face set); a trained model's face set read by at most "
+        f"**{result['reads']['most']}** of its evaluation jobs.",
         f"- Goal (< {GOAL_SECONDS:.0f} s, <= {GOAL_JOBS:,} jobs): **{verdict}**"
         + (f" ({GOAL_SECONDS / seconds:.1f}x under the time limit; {jobs / GOAL_JOBS:.0%} of the"
            " job limit)." if ok_time and ok_jobs else "."),
@@ -500,13 +575,13 @@ def notes(jobs: int, n_edges: int, edges: dict[str, tuple[int, int]]) -> list[st
     return [
         "What the time goes to (`--profile 40` runs one dry run under cProfile):",
         "",
-        "- Edges, not jobs. Every `train_model`, `adapt_model` and `evaluate_model` job takes all",
+        "- Edges, not jobs. Every " + " and ".join(f"`{r}`" for r in model_rules) + " job takes all",
         "  three outputs of every shard of its face set as inputs (`face_shards()` in",
         f"  `common.smk`; up to {most} files per job here). Snakemake resolves each input to its",
         "  producer (`DAG.update`, `collect_potential_dependencies`, `file2jobs`) and expands",
         "  each job's unpacked input lists (`Rule.expand_input`); these two are most of the DAG",
         f"  time, for about {n_edges:,} input references against {jobs} jobs. The cost grows as",
-        "  (jobs of those three rules) x (shards per face set) (see the shard scaling above,",
+        "  (jobs of those rules) x (shards per face set) (see the shard scaling above,",
         "  where it was run). A per-face-set aggregate job (one small file listing the shards,",
         "  the only face input of the model jobs) would take each model job from up to",
         f"  {most} inputs to two, should the shard counts ever have to grow.",
@@ -584,7 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         write_overlay(overlay, roots, PAPER_SHARDS, args.seeds)
         load_before = load()
         probe_before = slurm_probe()
-        times, base_times, quiet_times, counts, edges = [], [], [], None, {}
+        times, base_times, quiet_times, counts, edges, reads = [], [], [], None, {}, {}
         for i in range(args.repeats):
             seconds, text, rc = run_once(baseline_command(base, i), args.timeout)
             if rc != 0:
@@ -602,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             counts = parse_job_stats(text)
             edges = parse_inputs(text)
+            reads = face_reads(parse_jobs(text))
             times.append(seconds)
             seconds_q, text_q, rc = run_once(cmd + ["--quiet", "rules"], args.timeout)
             if rc != 0 or parse_job_stats(text_q)["total"] != counts["total"]:
@@ -636,6 +712,7 @@ def main(argv: list[str] | None = None) -> int:
             counts=counts, times=times, median=statistics.median(times),
             readers=readers, base_times=base_times, scaling=scaling, base_median=statistics.median(base_times),
             quiet_times=quiet_times, quiet_median=statistics.median(quiet_times), edges=edges,
+            reads=reads,
             probe=f"{probe_before} before the runs, {probe_after.split('` ', 1)[-1]} after"
             if probe_before.startswith("`") else probe_before,
             shards=PAPER_SHARDS, seeds=args.seeds, machine=machine(),

@@ -431,8 +431,9 @@ def _notes(df: pd.DataFrame) -> list[str]:
         shots = sorted(set(int(s) for s in df.loc[df["kind"] == MEASURED, "shots"]))
         notes.append("Fine-tuned rows score the model after the meta-test fine-tuning on "
                      + "/".join(str(s) for s in shots) + " labelled faces per class of the target's "
-                     "train split (none from a video sharing an identity with its test videos); "
-                     "rows without fine-tuning score the trained model as it is.")
+                     "train split (none from a video that shares a person, or under the target's "
+                     "leak_rule footage a real clip, with its test videos); rows without "
+                     "fine-tuning score the trained model as it is.")
     if (df["kind"] == "quoted").any():
         notes.append("Quoted rows are the paper's numbers, not rerun here; 'ours - paper' sets our "
                      "fine-tuned DAML against them.")
