@@ -343,6 +343,8 @@ def slurm_probe() -> str:
     except OSError:
         return "scontrol not installed"
     seconds = time.perf_counter() - start
+    if proc.returncode == 127:
+        return "scontrol not installed"
     state = "answered" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
     return f"`scontrol show config` {state} in {seconds:.2f} s"
 
@@ -469,6 +471,7 @@ def section(result: dict) -> str:
     ok_time, ok_jobs = seconds < GOAL_SECONDS, jobs <= GOAL_JOBS
     verdict = "PASS" if ok_time and ok_jobs else "FAIL"
     shards = ", ".join(f"{k} {v}" for k, v in result["shards"].items())
+    per_shard = round(sum(FACESET_VIDEOS.values()) / sum(result["shards"].values()))
 
     def listing(values):
         return ", ".join(f"{t:.1f}" for t in values)
@@ -499,7 +502,7 @@ def section(result: dict) -> str:
            f"(`daml.data.manifest.index_dataset`) index them as {result['readers']}.", ""]
           if result.get("readers") else []),
         f"Overlay: shards {shards}",
-        f"(about 100 videos per shard; WildDeepfake about 90 sequences), seeds {result['seeds']};",
+        f"(about {per_shard} videos per shard), seeds {result['seeds']};",
         "methods, sources, targets and table rows as in `config.yaml`.",
         "",
         f"Command and result ({result['machine']}, shared with other engineers' jobs:",
