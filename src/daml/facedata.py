@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from daml.config import FACESETS
-from daml.data.manifest import CARRIED_COLUMNS, select_rows
+from daml.data.manifest import CARRIED_COLUMNS, reason_kind, select_rows
 from daml.errors import DamlError
 
 log = logging.getLogger(__name__)
@@ -242,10 +242,11 @@ def describe_split(
         if listed is not None:
             skips = skips[skips["key"].isin(listed)]
         for row in skips.itertuples():
+            kind = reason_kind(row.reason)
             if int(row.frame) == -1:
-                whole[row.reason] = whole.get(row.reason, 0) + 1
+                whole[kind] = whole.get(kind, 0) + 1
             elif row.key not in with_faces:
-                frames.setdefault(row.reason, set()).add(row.key)
+                frames.setdefault(kind, set()).add(row.key)
     if whole:
         parts.append("skipped whole: " + ", ".join(f"{n} ({r})" for r, n in sorted(whole.items())))
     if frames:

@@ -16,7 +16,6 @@ References:
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -24,7 +23,7 @@ from typing import Callable, Mapping
 import pandas as pd
 
 from daml.config import FACESETS
-from daml.data.manifest import IndexSettings, index_dataset, select_rows
+from daml.data.manifest import IndexSettings, index_dataset, reason_kind, select_rows
 from daml.errors import DamlError
 from daml.io import write_text
 
@@ -96,9 +95,7 @@ def problem_kinds(problems: pd.DataFrame) -> pd.Series:
     """Problems counted by kind: the reason with names and numbers blanked out."""
     if problems.empty:
         return pd.Series(dtype=int)
-    kinds = problems["reason"].astype(str).map(
-        lambda r: re.sub(r"\d+", "N", re.sub(r"'[^']*'|\"[^\"]*\"|\S+/\S+", "…", r)))
-    return kinds.value_counts()
+    return problems["reason"].map(reason_kind).value_counts()
 
 
 def needed_splits(config: Mapping) -> list[tuple[str, str, str, list | None, str]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,15 @@ def select_rows(
         real = table["label"].to_numpy() == 0
         mask &= real | table["technique"].isin(list(techniques)).to_numpy()
     return mask
+
+
+def reason_kind(reason: str) -> str:
+    """A skip or problem reason with its names, paths and numbers blanked out, for counting.
+
+    "not a video (... input: '/data/x.mp4')" and the same for y.mp4 are one kind.
+    """
+    named = re.sub(r"'[^']*'|\"[^\"]*\"|\S+/\S+", "…", str(reason))
+    return re.sub(r"\d+", "N", named)
 
 
 def summarise(manifest: pd.DataFrame) -> pd.DataFrame:
