@@ -1,7 +1,8 @@
 # Reproduction of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
 # Stages, in pipeline order: data -> frames -> faces -> train -> evaluate (fine-tune and score) ->
 # tables -> report.
-# Targets: all (default), table1, table2, table3, loto, figures, report; check_data (readers only).
+# Targets: all (default: everything, to the report), table1, table2, table3, loto, figures;
+# check_data (readers only).
 
 from snakemake.utils import min_version
 
@@ -59,8 +60,3 @@ rule loto:
 rule figures:
     input:
         [f for fig in FIGURES for f in figure_outputs(fig)],
-
-
-rule report:
-    input:
-        rules.render_report.output.html,

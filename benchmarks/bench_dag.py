@@ -63,6 +63,8 @@ from pathlib import Path
 
 import yaml
 
+from daml.data import ffpp
+
 REPO = Path(__file__).resolve().parents[1]
 GOAL_SECONDS = 20.0
 GOAL_JOBS = 600
@@ -74,7 +76,7 @@ PAPER_SEEDS = PRESET["seeds"]
 #: rules whose jobs score a trained model on a target face set (before and after they merged)
 EVALUATION_RULES = ("adapt_model", "evaluate_model")
 
-FFPP_TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+FFPP_TECHNIQUES = ffpp.TECHNIQUES
 FFPP_COMPRESSIONS = ("c23", "c40")
 FFPP_SPLIT_PAIRS = {"train": 360, "val": 70, "test": 70}
 
@@ -251,13 +253,13 @@ def check_readers(roots: dict[str, Path]) -> str:
     """
     import logging
 
-    from daml.data.manifest import IndexSettings, index_dataset
+    from daml.data.manifest import IndexSettings, read_dataset
 
     logging.disable(logging.WARNING)
     settings = IndexSettings(on_inconsistency="skip", val_fraction=0.1, seed=0)
     parts = []
     for name, root in roots.items():
-        manifest, problems = index_dataset(name, root, settings)
+        manifest, problems = read_dataset(name, root, settings)
         parts.append(f"{name} {len(manifest)} entries, {len(problems)} problems")
     logging.disable(logging.NOTSET)
     return "; ".join(parts)
@@ -499,7 +501,7 @@ def section(result: dict) -> str:
         "video, so empty files stand in for the real ones.",
         "",
         *(["The trees follow the layouts: the workflow's own readers",
-           f"(`daml.data.manifest.index_dataset`) index them as {result['readers']}.", ""]
+           f"(`daml.data.manifest.read_dataset`) index them as {result['readers']}.", ""]
           if result.get("readers") else []),
         f"Overlay: shards {shards}",
         f"(about {per_shard} videos per shard), seeds {result['seeds']};",

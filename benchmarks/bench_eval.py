@@ -23,12 +23,13 @@ import pandas as pd
 import torch
 
 from daml import meta
+from daml.data import ffpp
 from daml.evaluate import predict
-from daml.model import autocast, build_model, resolve_device, resolve_precision
+from daml.model import autocast, build_model, runtime
 from daml.tasks import TaskSampler, build_tasks
 from daml.graphed import task_inputs
 
-TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+TECHNIQUES = list(ffpp.TECHNIQUES)
 
 
 def faces_table(n_faces: int) -> pd.DataFrame:
@@ -66,8 +67,7 @@ def main(argv=None):
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = resolve_precision(args.precision, device)
+    device, dtype = runtime(args.device, args.precision)
     size = args.image_size
     g = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (args.faces, size, size, 3), dtype=torch.uint8, generator=g)

@@ -42,7 +42,8 @@ import torch
 
 from daml.adapt import AdaptSettings
 from daml.config import schema_defaults
-from daml.graphed import EagerStep, GraphedStep, task_inputs
+from daml.data import ffpp
+from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import daml_objective
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
@@ -52,7 +53,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_meta import reference_step  # noqa: E402  (the same reference as on the CPU)
 
 REPO = Path(__file__).resolve().parents[1]
-TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+TECHNIQUES = list(ffpp.TECHNIQUES)
 RUNNERS = {  # name -> (graph replay, autocast dtype)
     "eager_fp32": (False, None),
     "eager_bf16": (False, torch.bfloat16),
@@ -115,7 +116,7 @@ def make_runner(name, model, images, args):
     graphed, dtype = RUNNERS[name]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed)
     if graphed:
-        return GraphedStep(
+        return GraphedRunner(
             model,
             optimizer,
             daml_objective,
@@ -129,7 +130,7 @@ def make_runner(name, model, images, args):
             dtype,
         )
     make = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else None
-    return EagerStep(model, optimizer, daml_objective, images, 0.01, 1, True, make)
+    return EagerRunner(model, optimizer, daml_objective, images, 0.01, 1, True, make)
 
 
 def sync(device):

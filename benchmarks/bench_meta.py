@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from daml import meta
-from daml.model import autocast, build_model, resolve_device, resolve_precision
+from daml.model import autocast, build_model, runtime
 
 
 def batches(tasks, size, image, device, seed=0):
@@ -127,8 +127,7 @@ def main(argv=None):
     parser.add_argument("--precision", default="auto")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device)
-    dtype = resolve_precision(args.precision, device)
+    device, dtype = runtime(args.device, args.precision)
     tasks = batches(args.tasks, args.batch, args.image_size, device)
 
     # 1. same meta-gradient: asserted in float64, where the sums' order cannot matter;

@@ -9,9 +9,9 @@ with logs.to_file(snakemake.log[0]):
     frames.extract_shard(
         Path(snakemake.input.manifest),
         Path(snakemake.output.frames),
-        dataset=snakemake.params.dataset,
-        compression=snakemake.params.compression,
+        dataset=snakemake.params.faceset["dataset"],
+        compression=snakemake.params.faceset["compression"],
         shard=int(snakemake.wildcards.shard),
-        n_shards=snakemake.params.n_shards,
+        n_shards=snakemake.params.faceset["n_shards"],
         settings=config.settings_from(frames.FrameSettings, snakemake.params.settings, "frames"),
     )

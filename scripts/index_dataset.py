@@ -7,7 +7,7 @@ from daml import config, logs
 from daml.data import manifest
 
 with logs.to_file(snakemake.log.log):
-    manifest.build_manifest(
+    manifest.index_dataset(
         snakemake.wildcards.dataset,
         Path(snakemake.input.root),
         config.settings_from(manifest.IndexSettings, snakemake.params.settings, "datasets"),

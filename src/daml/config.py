@@ -25,7 +25,6 @@ FACESETS = {  # faceset -> (dataset, compression or None)
     "dfdc": ("dfdc", None),
     "wilddeepfake": ("wilddeepfake", None),
 }
-FFPP_TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
 T = TypeVar("T")
 

@@ -34,7 +34,7 @@ from daml.errors import DamlError
 from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
 from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
-from daml.model import autocast, configure_threads, load_model, resolve_device, resolve_precision
+from daml.model import autocast, load_model, runtime
 
 log = logging.getLogger(__name__)
 
@@ -132,11 +132,8 @@ def evaluate_model(
     seed = int(seed)  # wildcards may arrive as strings
     if not rows:
         raise DamlError(f"{model_pt}: no table row or figure evaluates this model on this face set")
-    configure_threads(settings.threads)
-    device = resolve_device(settings.device)
-    dtype = resolve_precision(settings.precision, device)
-    tune_device = resolve_device(adapt_settings.device)
-    tune_dtype = resolve_precision(adapt_settings.precision, tune_device)
+    device, dtype = runtime(settings.device, settings.precision, settings.threads)
+    tune_device, tune_dtype = runtime(adapt_settings.device, adapt_settings.precision)
     trained, payload = load_model(model_pt, device)
     size = int(payload["image_size"])
     faceset = rows[0].domain.get("faceset")

@@ -23,7 +23,6 @@ import dataclasses
 import logging
 import os
 import re
-import shutil
 import tarfile
 import zlib
 from pathlib import Path
@@ -35,7 +34,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from daml.errors import DamlError
-from daml.io import remove_stale
+from daml.io import atomic_folder
 
 log = logging.getLogger(__name__)
 
@@ -422,59 +421,50 @@ def extract_shard(manifest_csv, out_dir, dataset: str, compression: str, shard: 
         raise DamlError(f"{manifest_csv}: manifest lacks columns {sorted(missing)}; rerun "
                         "the index_dataset rule")
     rows = select_shard(manifest, dataset, compression, shard, n_shards)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out_dir, rf"\.{re.escape(out_dir.name)}\.tmp\d+")  # killed attempts
-    tmp = out_dir.parent / f".{out_dir.name}.tmp{os.getpid()}"
-    tmp.mkdir()
     save = np.savez_compressed if settings.compress else np.savez
     index = []
     archives: dict[str, tarfile.TarFile | UnreadableInput] = {}
     try:
-        for number, row in enumerate(tqdm(rows.itertuples(index=False), total=len(rows),
-                                          desc=f"frames {dataset} shard {shard}",
-                                          unit="video")):
-            name = f"{number:04d}.npz"
-            bad: list = []
-            try:
-                if row.member:
-                    if row.path not in archives:  # rows of one archive are usually adjacent
-                        for opened in archives.values():
-                            if isinstance(opened, tarfile.TarFile):
-                                opened.close()
-                        archives.clear()
-                        try:
-                            archives[row.path] = _open_archive(row.path)
-                        except UnreadableInput as error:
-                            archives[row.path] = error
-                    tar = archives[row.path]
-                    if isinstance(tar, UnreadableInput):
-                        raise tar
-                    frames, indices, total, bad = read_sequence_frames(
-                        tar, row.member, settings.per_video, settings.max_side)
-                else:
-                    frames, indices, total = read_video_frames(
-                        row.path, settings.per_video, settings.max_side)
-            except UnreadableInput as error:
-                log.warning("skipping %s: %s", row.key, error.reason)
-                index.append([row.key, "", 0, 0, "skipped", error.reason])
-                continue
-            arrays = {"frames": frames, "indices": indices}
-            if bad:
-                arrays["bad_indices"] = np.asarray([b[0] for b in bad], np.int64)
-                arrays["bad_reasons"] = np.asarray([b[1] for b in bad], dtype=str)
-            save(tmp / name, **arrays)
-            reason = "; ".join(b[1] for b in bad)
-            index.append([row.key, name, len(indices), total, "ok", reason])
-            del frames, arrays
-        table = pd.DataFrame(index, columns=INDEX_COLUMNS)
-        table.to_csv(tmp / "index.csv", index=False)
-        rows.to_csv(tmp / "manifest.csv", index=False)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_folder(out_dir) as tmp:
+            for number, row in enumerate(tqdm(rows.itertuples(index=False), total=len(rows),
+                                              desc=f"frames {dataset} shard {shard}",
+                                              unit="video")):
+                name = f"{number:04d}.npz"
+                bad: list = []
+                try:
+                    if row.member:
+                        if row.path not in archives:  # rows of one archive are usually adjacent
+                            for opened in archives.values():
+                                if isinstance(opened, tarfile.TarFile):
+                                    opened.close()
+                            archives.clear()
+                            try:
+                                archives[row.path] = _open_archive(row.path)
+                            except UnreadableInput as error:
+                                archives[row.path] = error
+                        tar = archives[row.path]
+                        if isinstance(tar, UnreadableInput):
+                            raise tar
+                        frames, indices, total, bad = read_sequence_frames(
+                            tar, row.member, settings.per_video, settings.max_side)
+                    else:
+                        frames, indices, total = read_video_frames(
+                            row.path, settings.per_video, settings.max_side)
+                except UnreadableInput as error:
+                    log.warning("skipping %s: %s", row.key, error.reason)
+                    index.append([row.key, "", 0, 0, "skipped", error.reason])
+                    continue
+                arrays = {"frames": frames, "indices": indices}
+                if bad:
+                    arrays["bad_indices"] = np.asarray([b[0] for b in bad], np.int64)
+                    arrays["bad_reasons"] = np.asarray([b[1] for b in bad], dtype=str)
+                save(tmp / name, **arrays)
+                reason = "; ".join(b[1] for b in bad)
+                index.append([row.key, name, len(indices), total, "ok", reason])
+                del frames, arrays
+            table = pd.DataFrame(index, columns=INDEX_COLUMNS)
+            table.to_csv(tmp / "index.csv", index=False)
+            rows.to_csv(tmp / "manifest.csv", index=False)
     finally:
         for opened in archives.values():
             if isinstance(opened, tarfile.TarFile):

@@ -6,11 +6,11 @@ Description:
     and updates the model; `drain()` returns the `StepRecord`s of the steps since the
     last drain, in order.
 
-    `EagerStep` gathers the faces, runs `daml.meta.meta_step` (or `erm_step` when the
+    `EagerRunner` gathers the faces, runs `daml.meta.meta_step` (or `erm_step` when the
     objective is None) and records at once; a
     non-finite loss stops before the optimizer step. It runs everywhere.
 
-    `GraphedStep` (CUDA only) exists because a Conv-4 meta-iteration on a GPU is
+    `GraphedRunner` (CUDA only) exists because a Conv-4 meta-iteration on a GPU is
     launch-bound: four tasks of support and query passes, forward and backward, are
     several hundred small kernels, each launched from Python
     (benchmarks/bench_gpu.py measures both). It captures one whole iteration once
@@ -72,7 +72,7 @@ def task_inputs(batch: Sequence[TaskBatch], images: torch.Tensor) -> list[meta.T
     ]
 
 
-class EagerStep:
+class EagerRunner:
     """One training step at a time, in plain PyTorch, with its record at once."""
 
     def __init__(
@@ -110,7 +110,7 @@ class EagerStep:
         return records
 
 
-class GraphedStep:
+class GraphedRunner:
     """The whole training iteration captured once as a CUDA graph and replayed.
 
     Arguments:
@@ -141,7 +141,7 @@ class GraphedStep:
     ):
         device = images.device
         if device.type != "cuda":
-            raise ValueError("GraphedStep needs the images on a CUDA device")
+            raise ValueError("GraphedRunner needs the images on a CUDA device")
         self.model, self.optimizer, self.objective, self.images = model, optimizer, objective, images
         self.inner = (inner_lr, inner_steps, first_order)
         self.sizes = (support_size, query_size)
@@ -187,7 +187,7 @@ class GraphedStep:
                 and torch.equal(task.query_labels, self.labels[1])
             ):
                 raise ValueError(
-                    "GraphedStep needs every task's labels in the same order (the graph holds "
+                    "GraphedRunner needs every task's labels in the same order (the graph holds "
                     "them); the sampler's balanced batches put the fakes first"
                 )
             host[row, :support] = task.support

@@ -52,6 +52,28 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a new hidden folder beside `path`; on success it replaces `path` as a whole.
+
+    The folder-output counterpart of `atomic_path`: on an exception the temporary folder is
+    removed and `path` is untouched; a folder left by a killed attempt is removed first.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(final, rf"\.{re.escape(final.name)}\.tmp\d+")
+    tmp = final.parent / f".{final.name}.tmp{os.getpid()}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def current_umask() -> int:
     """The process's umask, read without changing it where the system allows."""
     try:

@@ -168,3 +168,10 @@ def configure_threads(threads: int) -> None:
     """Use `threads` CPU threads for intra-op work (0 keeps torch's default)."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def runtime(device: str, precision: str, threads: int = 0) -> tuple[torch.device, torch.dtype | None]:
+    """A stage's `device`, `precision` and `threads` settings made real: (device, autocast dtype)."""
+    configure_threads(threads)
+    resolved = resolve_device(device)
+    return resolved, resolve_precision(precision, resolved)

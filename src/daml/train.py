@@ -51,10 +51,10 @@ from daml.adapt import AdaptSettings, adapted_copy, choose_shots
 from daml.errors import DamlError
 from daml.evaluate import predict
 from daml.facedata import Faces, describe_split, load_faces
-from daml.graphed import EagerStep, GraphedStep
+from daml.graphed import EagerRunner, GraphedRunner
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
-from daml.model import autocast, build_model, configure_threads, resolve_device, resolve_precision
+from daml.model import autocast, build_model, runtime
 from daml.tasks import TaskSampler, build_tasks
 
 log = logging.getLogger(__name__)
@@ -224,9 +224,7 @@ def train_model(
     """
     objective = meta.outer_objective(method, settings.daml_weight)  # checks the method
     seed = int(seed)  # wildcards may arrive as strings
-    configure_threads(settings.threads)
-    device = resolve_device(settings.device)
-    dtype = resolve_precision(settings.precision, device)
+    device, dtype = runtime(settings.device, settings.precision, settings.threads)
     # No torch.use_deterministic_algorithms: every CPU op used here is deterministic for a
     # fixed thread count (tests/unit/test_train.py resumes to identical bytes without it),
     # and the call imports torch's compiler stack, 1.5 s of every training job.
@@ -371,7 +369,7 @@ def train_model(
 def _runner(graphed, model, optimizer, objective, sampler, images, device, dtype, settings):
     """The step runner: CUDA-graph replay (`graphed`) or the eager step."""
     if graphed:
-        return GraphedStep(
+        return GraphedRunner(
             model,
             optimizer,
             objective,
@@ -385,7 +383,7 @@ def _runner(graphed, model, optimizer, objective, sampler, images, device, dtype
             dtype,
         )
     make_autocast = (lambda: autocast(device, dtype)) if dtype is not None else None
-    return EagerStep(
+    return EagerRunner(
         model,
         optimizer,
         objective,

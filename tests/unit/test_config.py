@@ -103,3 +103,10 @@ def test_paper_preset_restores_schema_defaults(repo, shipped, schema_path):
     for section, values in preset.items():
         merged[section] = {**merged[section], **values} if isinstance(values, dict) else values
     config.validate(merged, schema_path)
+
+
+def test_schema_spells_the_ffpp_techniques_of_the_reader(schema_path):
+    from daml.data import ffpp
+
+    schema = config.load_schema(schema_path)
+    assert tuple(schema["definitions"]["technique_list"]["items"]["enum"]) == ffpp.TECHNIQUES

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from daml.errors import DamlError
-from daml.graphed import EagerStep, GraphedStep, task_inputs
+from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import daml_objective, outer_objective
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
@@ -66,12 +66,12 @@ def train(runner_kind, method, device, iterations=12, dtype=None, lr=1e-3, inner
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=device.type == "cuda")
     objective = outer_objective(method)
     if graphed:
-        runner = GraphedStep(
+        runner = GraphedRunner(
             model, optimizer, objective, images, TASKS, SUPPORT, QUERY, inner_lr, 1, True, dtype
         )
     else:
         make = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else None
-        runner = EagerStep(model, optimizer, objective, images, inner_lr, 1, True, make)
+        runner = EagerRunner(model, optimizer, objective, images, inner_lr, 1, True, make)
     sampler = TaskSampler(tasks, TASKS, SUPPORT, QUERY, seed=0)
     records = []
     for iteration in range(1, iterations + 1):
@@ -107,7 +107,7 @@ def test_graphed_runner_refuses_cpu_tensors():
     model = build_model(SIZE, seed=0)
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="CUDA"):
-        GraphedStep(model, optimizer, daml_objective, images, TASKS, SUPPORT, QUERY, 0.01, 1, True, None)
+        GraphedRunner(model, optimizer, daml_objective, images, TASKS, SUPPORT, QUERY, 0.01, 1, True, None)
 
 
 def relative_error(a: dict, b: dict) -> float:

@@ -14,11 +14,12 @@ import pandas as pd
 import pytest
 from media import make_tar
 
+from daml.data import ffpp
 from daml.data import manifest as mf
-from daml.data.manifest import IndexSettings, carve_validation, index_dataset, summarise
+from daml.data.manifest import IndexSettings, carve_validation, read_dataset, summarise
 from daml.errors import DamlError
 
-TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
+TECHNIQUES = ffpp.TECHNIQUES
 FFPP_SPLITS = {"train": [["000", "001"]], "val": [["002", "003"]], "test": [["004", "005"]]}
 
 
@@ -135,7 +136,7 @@ BUILDERS = {
 
 def test_ffpp_pair_expansion(tmp_path):
     root = make_ffpp(tmp_path / "ffpp")
-    manifest, problems = index_dataset("ffpp", root, settings())
+    manifest, problems = read_dataset("ffpp", root, settings())
     assert problems.empty
     assert list(manifest.columns) == mf.COLUMNS
     # 3 pairs x (2 reals + 4 techniques x 2 fakes) x 2 compressions
@@ -162,7 +163,7 @@ def test_ffpp_pair_expansion(tmp_path):
 
 def test_celebdf_inverted_labels_and_ids(tmp_path):
     root = make_celebdf(tmp_path / "celeb")
-    manifest, problems = index_dataset("celebdf", root, settings())
+    manifest, problems = read_dataset("celebdf", root, settings())
     assert problems.empty
     assert len(manifest) == 3 * 4 + 2
     test = manifest[manifest["split"] == "test"].set_index("video")
@@ -182,7 +183,7 @@ def test_celebdf_inverted_labels_and_ids(tmp_path):
 
 def test_dfdc_labels_and_originals(tmp_path):
     root = make_dfdc(tmp_path / "dfdc")
-    manifest, problems = index_dataset("dfdc", root, settings())
+    manifest, problems = read_dataset("dfdc", root, settings())
     assert problems.empty
     rows = manifest.set_index("video")
     assert rows["label"].to_dict() == {"a": 0, "b": 1, "c": 1, "d": 0, "e": 1, "t1": 1, "t2": 0}
@@ -203,7 +204,7 @@ def test_dfdc_labels_and_originals(tmp_path):
 
 def test_wilddeepfake_sequences(tmp_path):
     root = make_wilddeepfake(tmp_path / "wild")
-    manifest, problems = index_dataset("wilddeepfake", root, settings())
+    manifest, problems = read_dataset("wilddeepfake", root, settings())
     assert problems.empty
     rows = manifest.set_index("video")
     assert sorted(rows.index) == [
@@ -237,7 +238,7 @@ def test_wilddeepfake_sequences(tmp_path):
 
 
 def test_summarise_matches_direct_counts(tmp_path):
-    manifest, _ = index_dataset("ffpp", make_ffpp(tmp_path / "ffpp"), settings())
+    manifest, _ = read_dataset("ffpp", make_ffpp(tmp_path / "ffpp"), settings())
     summary = summarise(manifest)
     assert list(summary.columns) == [
         "dataset",
@@ -419,10 +420,10 @@ BREAKERS = [
 @pytest.mark.parametrize("dataset,breaker", BREAKERS, ids=[b.__name__ for _, b in BREAKERS])
 def test_inconsistency_skip_reports_and_drops(tmp_path, dataset, breaker):
     root = BUILDERS[dataset](tmp_path / dataset)
-    clean, _ = index_dataset(dataset, root, settings())
+    clean, _ = read_dataset(dataset, root, settings())
     offending, reason = breaker(root)
     offending = str(offending).replace(str(root), str(root.absolute()))
-    manifest, problems = index_dataset(dataset, root, settings())
+    manifest, problems = read_dataset(dataset, root, settings())
     hits = problems[problems["path"] == offending]
     assert len(hits) >= 1, problems.to_string()
     assert any(reason in r for r in hits["reason"]), hits.to_string()
@@ -441,7 +442,7 @@ def test_inconsistency_fail_raises_after_problems_written(tmp_path, dataset, bre
     offending, _ = breaker(root)
     out = tmp_path / "results"
     with pytest.raises(DamlError) as error:
-        mf.build_manifest(
+        mf.index_dataset(
             dataset, root, settings("fail"), out / "manifest.csv", out / "problems.csv"
         )
     assert str(Path(offending).relative_to(tmp_path)) in str(error.value)
@@ -455,7 +456,7 @@ def test_skip_writes_both_tables(tmp_path):
     root = make_dfdc(tmp_path / "dfdc")
     dfdc_unlisted_video(root)
     out = tmp_path / "results"
-    manifest = mf.build_manifest(
+    manifest = mf.index_dataset(
         "dfdc", root, settings("skip"), out / "manifest.csv", out / "problems.csv"
     )
     written = pd.read_csv(out / "manifest.csv", dtype={"video": str}, keep_default_na=False)
@@ -471,7 +472,7 @@ def test_fail_message_lists_twenty_then_counts(tmp_path):
         touch(root / f"original_sequences/youtube/c23/videos/{900 + i}.mp4")
     out = tmp_path / "results"
     with pytest.raises(DamlError) as error:
-        mf.build_manifest("ffpp", root, settings("fail"), out / "m.csv", out / "p.csv")
+        mf.index_dataset("ffpp", root, settings("fail"), out / "m.csv", out / "p.csv")
     message = str(error.value)
     assert "924.mp4" not in message and "919.mp4" in message and "and 5 more" in message
     assert len(pd.read_csv(out / "p.csv")) == 25
@@ -479,7 +480,7 @@ def test_fail_message_lists_twenty_then_counts(tmp_path):
 
 def test_clean_tree_passes_fail_policy(tmp_path):
     out = tmp_path / "results"
-    manifest = mf.build_manifest(
+    manifest = mf.index_dataset(
         "wilddeepfake",
         make_wilddeepfake(tmp_path / "w"),
         settings("fail"),
@@ -495,7 +496,7 @@ def test_clean_tree_passes_fail_policy(tmp_path):
 @pytest.mark.parametrize("dataset", sorted(BUILDERS))
 def test_missing_root_names_config_key(tmp_path, dataset):
     with pytest.raises(DamlError) as error:
-        index_dataset(dataset, tmp_path / "nowhere", settings())
+        read_dataset(dataset, tmp_path / "nowhere", settings())
     assert f"datasets.roots.{dataset}" in str(error.value)
     assert str(tmp_path / "nowhere") in str(error.value)
 
@@ -504,7 +505,7 @@ def test_missing_root_names_config_key(tmp_path, dataset):
 def test_wrong_root_names_expected_folders(tmp_path, dataset):
     (tmp_path / "Downloads" / "stuff").mkdir(parents=True)
     with pytest.raises(DamlError) as error:
-        index_dataset(dataset, tmp_path / "Downloads", settings())
+        read_dataset(dataset, tmp_path / "Downloads", settings())
     message = str(error.value)
     assert f"datasets.roots.{dataset}" in message
     for folder in mf.EXPECTED_FOLDERS[dataset]:
@@ -515,17 +516,17 @@ def test_celebdf_without_test_list_is_an_error(tmp_path):
     root = make_celebdf(tmp_path / "celeb")
     (root / "List_of_testing_videos.txt").unlink()
     with pytest.raises(DamlError, match="List_of_testing_videos.txt"):
-        index_dataset("celebdf", root, settings())
+        read_dataset("celebdf", root, settings())
 
 
 def test_bad_settings_name_their_keys(tmp_path):
     root = make_dfdc(tmp_path / "dfdc")
     with pytest.raises(DamlError, match="datasets.on_inconsistency"):
-        index_dataset("dfdc", root, settings(policy="ignore"))
+        read_dataset("dfdc", root, settings(policy="ignore"))
     with pytest.raises(DamlError, match="datasets.val_fraction"):
-        index_dataset("dfdc", root, settings(val_fraction=1.0))
+        read_dataset("dfdc", root, settings(val_fraction=1.0))
     with pytest.raises(DamlError, match="datasets.roots"):
-        index_dataset("imagenet", root, settings())
+        read_dataset("imagenet", root, settings())
 
 
 # ---------------------------------------------------------------- validation carving
@@ -533,9 +534,9 @@ def test_bad_settings_name_their_keys(tmp_path):
 
 def test_carving_is_deterministic_and_keeps_identities_together(tmp_path):
     root = make_celebdf(tmp_path / "celeb", n_ids=30)
-    first, _ = index_dataset("celebdf", root, settings(val_fraction=0.25, seed=3))
-    again, _ = index_dataset("celebdf", root, settings(val_fraction=0.25, seed=3))
-    other, _ = index_dataset("celebdf", root, settings(val_fraction=0.25, seed=4))
+    first, _ = read_dataset("celebdf", root, settings(val_fraction=0.25, seed=3))
+    again, _ = read_dataset("celebdf", root, settings(val_fraction=0.25, seed=3))
+    other, _ = read_dataset("celebdf", root, settings(val_fraction=0.25, seed=4))
     pd.testing.assert_frame_equal(first, again)
     val_keys = set(first.loc[first["split"] == "val", "key"])
     assert val_keys != set(other.loc[other["split"] == "val", "key"])
@@ -564,7 +565,7 @@ def test_carving_dfdc_keeps_fakes_with_their_original(tmp_path):
     for name in metadata:
         touch(root / "dfdc_train_part_0" / name)
     (root / "dfdc_train_part_0/metadata.json").write_text(json.dumps(metadata))
-    manifest, _ = index_dataset("dfdc", root, settings(val_fraction=0.3, seed=0))
+    manifest, _ = read_dataset("dfdc", root, settings(val_fraction=0.3, seed=0))
     assert (manifest.groupby("target_id")["split"].nunique() == 1).all()
     assert 0.3 * 60 <= (manifest["split"] == "val").sum() < 0.3 * 60 + 3
 
@@ -578,7 +579,7 @@ def test_carving_wilddeepfake_by_archive(tmp_path):
         make_tar(
             root / f"{folder}/{n}.tar.gz", {f"{n}/{kind}/{s}/0.png": png for s in range(3)}
         )
-    manifest, _ = index_dataset("wilddeepfake", root, settings(val_fraction=0.4, seed=1))
+    manifest, _ = read_dataset("wilddeepfake", root, settings(val_fraction=0.4, seed=1))
     assert (manifest.groupby("path")["split"].nunique() == 1).all()
     assert 0.4 * 36 <= (manifest["split"] == "val").sum() < 0.4 * 36 + 3
 
@@ -595,7 +596,7 @@ def test_carve_validation_edges():
 
 
 def test_ffpp_keeps_official_val(tmp_path):
-    manifest, _ = index_dataset("ffpp", make_ffpp(tmp_path / "ffpp"), settings(val_fraction=0.5))
+    manifest, _ = read_dataset("ffpp", make_ffpp(tmp_path / "ffpp"), settings(val_fraction=0.5))
     assert set(manifest.loc[manifest["split"] == "val", "video"]) == {
         "002",
         "003",
@@ -606,8 +607,8 @@ def test_ffpp_keeps_official_val(tmp_path):
 
 def test_ffpp_ignores_techniques_outside_the_paper(tmp_path):
     root = make_ffpp(tmp_path / "ffpp")
-    clean, _ = index_dataset("ffpp", root, settings())
+    clean, _ = read_dataset("ffpp", root, settings())
     touch(root / "manipulated_sequences/FaceShifter/c23/videos/000_001.mp4")
-    manifest, problems = index_dataset("ffpp", root, settings())
+    manifest, problems = read_dataset("ffpp", root, settings())
     assert problems.empty
     pd.testing.assert_frame_equal(manifest, clean)

@@ -22,7 +22,6 @@ from daml.data.synthetic.layouts import plan
 from daml.data.synthetic.manipulate import TECHNIQUES, Trace, film_scene, manipulate
 from daml.errors import DamlError
 
-TECHNIQUE_NAMES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
 
 def tiny(seed: int = 7, **changes) -> SyntheticSettings:
@@ -117,7 +116,7 @@ def test_ffpp_splits_are_pairs_and_fakes_exist(root):
         originals = {p.stem for p in (ffpp / "original_sequences/youtube" / compression /
                                       "videos").glob("*.mp4")}
         assert originals == seen
-        for technique in TECHNIQUE_NAMES:
+        for technique in TECHNIQUES:
             folder = ffpp / "manipulated_sequences" / technique / compression / "videos"
             assert {p.stem for p in folder.glob("*.mp4")} == expected_fakes
     assert not (ffpp / "original_sequences/youtube/raw").exists()

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from daml.data import ffpp
 from daml.errors import DamlError
 from daml.tasks import (
     TaskSampler,
@@ -14,7 +15,7 @@ from daml.tasks import (
     video_identities,
 )
 
-TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+TECHNIQUES = list(ffpp.TECHNIQUES)
 
 
 def row(dataset, technique, video, label, target, source, frame=0, split="train"):

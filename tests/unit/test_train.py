@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from daml.adapt import AdaptSettings, adapted_copy
+from daml.data import ffpp
 from daml.errors import DamlError
 from daml.evaluate import EvaluateSettings, Row, evaluate_model
 from daml.facedata import load_faces, to_input
@@ -18,7 +19,7 @@ from daml.model import load_model
 from daml.train import TrainSettings, train_model
 
 torch.set_num_threads(1)
-TECHNIQUES = ["Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"]
+TECHNIQUES = list(ffpp.TECHNIQUES)
 SPLITS = {"train": range(0, 8), "val": range(8, 11), "test": range(11, 14)}
 
 

@@ -84,6 +84,26 @@ def face_shards(faceset):
     }
 
 
+def faceset_shards(wildcards):
+    """Input function: the face shards of the job's `faceset`."""
+    return face_shards(wildcards.faceset)
+
+
+def source_shards(wildcards):
+    """Input function: the face shards of the job's `source`."""
+    return face_shards(source_faceset(wildcards))
+
+
+def faceset_of(wildcards):
+    """The job's face set as (dataset, compression, shards) for the frames stage."""
+    faceset = wildcards.faceset
+    return {
+        "dataset": faceset_dataset(faceset),
+        "compression": faceset_compression(faceset),
+        "n_shards": config["faces"]["shards"][faceset],
+    }
+
+
 def used_facesets():
     """Face sets that some table row or figure trains or tests on, in a stable order."""
     rows = [e for entries in config["tables"].values() for e in entries]
@@ -102,6 +122,11 @@ def source_faceset(wildcards):
     return config["sources"][wildcards.source]["faceset"]
 
 
+def source_domain(wildcards):
+    """The job's source as configured: face set, techniques, leak rule."""
+    return config["sources"][wildcards.source]
+
+
 def faceset_manifest(faceset):
     return rules.index_dataset.output.manifest.format(dataset=faceset_dataset(faceset))
 
@@ -109,6 +134,11 @@ def faceset_manifest(faceset):
 def source_manifest(wildcards):
     """The manifest of the source's dataset: counts for a message when a split is empty."""
     return faceset_manifest(source_faceset(wildcards))
+
+
+def faceset_manifest_of(wildcards):
+    """Input function: the manifest of the job's face set's dataset."""
+    return faceset_manifest(wildcards.faceset)
 
 
 def evaluation_rows(source, faceset):
@@ -133,6 +163,10 @@ def evaluation_rows(source, faceset):
     ]
 
 
+def evaluation_rows_of(wildcards):
+    return evaluation_rows(wildcards.source, wildcards.faceset)
+
+
 def evaluation_files(kind, pairs):
     """metrics.json or predictions.csv of every method and seed for (source, target) pairs."""
     groups = dict.fromkeys((s, config["targets"][t]["faceset"]) for s, t in pairs)
@@ -150,6 +184,18 @@ def table_evaluations(table, kind):
     return evaluation_files(
         kind, [(e["source"], e["target"]) for e in config["tables"][table]]
     )
+
+
+def table_metrics(wildcards):
+    return table_evaluations(wildcards.table, "metrics")
+
+
+def table_predictions(wildcards):
+    return table_evaluations(wildcards.table, "predictions")
+
+
+def table_entries(wildcards):
+    return config["tables"][wildcards.table]
 
 
 def shots_evaluations():
@@ -184,8 +230,9 @@ FIGURES = ["figure2", "figure3", "figure_shots"]
 
 
 def table_outputs(table):
-    return expand("results/tables/{table}.{ext}", table=table, ext=("csv", "md", "tex"))
+    """The files of one table (called from the Snakefile, after the rules exist)."""
+    return expand(rules.make_table.output, table=table)
 
 
 def figure_outputs(figure):
-    return expand("results/figures/{figure}.{ext}", figure=figure, ext=("png", "pdf"))
+    return expand(rules.plot_figure.output, figure=figure)

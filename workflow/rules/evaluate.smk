@@ -5,8 +5,8 @@
 
 rule evaluate_model:
     input:
-        unpack(lambda w: face_shards(w.faceset)),
-        manifest=lambda w: faceset_manifest(w.faceset),
+        unpack(faceset_shards),
+        manifest=faceset_manifest_of,
         model=rules.train_model.output.model,
     output:
         metrics="results/evaluate/{source}/{faceset}/{method}/seed{seed}/metrics.json",
@@ -24,7 +24,7 @@ rule evaluate_model:
         runtime=60,
         gpu=1,
     params:
-        rows=lambda w: evaluation_rows(w.source, w.faceset),
+        rows=evaluation_rows_of,
         adapt=config["adapt"],
         settings=config["evaluate"],
     script:

@@ -4,9 +4,7 @@
 
 rule extract_frames:
     input:
-        manifest=lambda w: rules.index_dataset.output.manifest.format(
-            dataset=faceset_dataset(w.faceset)
-        ),
+        manifest=faceset_manifest_of,
     output:
         frames=temp(directory("results/frames/{faceset}/shard{shard}")),
     log:
@@ -24,8 +22,6 @@ rule extract_frames:
         runtime=60,
     params:
         settings=config["frames"],
-        dataset=lambda w: faceset_dataset(w.faceset),
-        compression=lambda w: faceset_compression(w.faceset),
-        n_shards=lambda w: config["faces"]["shards"][w.faceset],
+        faceset=faceset_of,
     script:
         "../../scripts/extract_frames.py"

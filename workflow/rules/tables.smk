@@ -3,8 +3,8 @@
 
 rule make_table:
     input:
-        metrics=lambda w: table_evaluations(w.table, "metrics"),
-        predictions=lambda w: table_evaluations(w.table, "predictions"),
+        metrics=table_metrics,
+        predictions=table_predictions,
     output:
         csv=report(
             "results/tables/{table}.csv",
@@ -25,7 +25,7 @@ rule make_table:
         mem_mb=1000,
         runtime=10,
     params:
-        entries=lambda w: config["tables"][w.table],
+        entries=table_entries,
         methods=config["methods"],
         seeds=config["seeds"],
     script:

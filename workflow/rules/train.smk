@@ -6,7 +6,7 @@
 
 rule train_model:
     input:
-        unpack(lambda w: face_shards(source_faceset(w))),
+        unpack(source_shards),
         manifest=source_manifest,
     output:
         model="results/train/{source}/{method}/seed{seed}/model.pt",
@@ -24,7 +24,7 @@ rule train_model:
         runtime=240,
         gpu=1,
     params:
-        source=lambda w: config["sources"][w.source],
+        source=source_domain,
         settings=config["train"],
         selection=config["adapt"],
         checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",

@@ -49,7 +49,7 @@ def read_celebdf(root: Path, problems: Problems) -> list[dict]:
             names not following the layout's pattern, absent folders).
 
     Returns:
-        one row dict per video (see `daml.data.manifest.index_dataset`).
+        one row dict per video (see `daml.data.manifest.read_dataset`).
 
     Raises:
         DamlError: `List_of_testing_videos.txt` is absent (there would be no test split).

@@ -23,7 +23,8 @@ from typing import Callable, Mapping
 import pandas as pd
 
 from daml.config import FACESETS
-from daml.data.manifest import IndexSettings, index_dataset, reason_kind, select_rows
+from daml.data import ffpp
+from daml.data.manifest import IndexSettings, read_dataset, reason_kind, select_rows
 from daml.errors import DamlError
 from daml.io import write_text
 
@@ -55,7 +56,7 @@ def _ffpp_counts() -> list[Count]:
     for compression in ("c23", "c40"):
         counts.append(Count(f"{compression} original videos", 1000,
                             _n(compression=compression, technique="real")))
-        for technique in ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures"):
+        for technique in ffpp.TECHNIQUES:
             counts.append(Count(f"{compression} {technique} videos", 1000,
                                 _n(compression=compression, technique=technique)))
         for split, expected in (("train", 720), ("val", 140), ("test", 140)):
@@ -151,7 +152,7 @@ def check_data(
     for dataset, root in roots.items():
         lines.append(f"## {dataset}: {root}")
         try:
-            manifest, problems = index_dataset(dataset, root, settings)
+            manifest, problems = read_dataset(dataset, root, settings)
         except DamlError as error:
             lines += ["", f"**Cannot be read:** {error}", ""]
             manifests[dataset] = pd.DataFrame(columns=["compression", "split", "technique", "label"])

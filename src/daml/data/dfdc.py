@@ -48,7 +48,7 @@ def read_dfdc(root: Path, problems: Problems) -> list[dict]:
             absent videos; videos no label file names; a video name used twice).
 
     Returns:
-        one row dict per video (see `daml.data.manifest.index_dataset`).
+        one row dict per video (see `daml.data.manifest.read_dataset`).
     """
     rows = []
     parts = sorted(p for p in root.glob(PART_PATTERN) if p.is_dir())

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: the four FF++ manipulation techniques of the paper, as its folders are named; the one list
+#: the package uses (the config schema spells the same names as its enum)
 TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 COMPRESSIONS = ("raw", "c23", "c40")
 SPLITS = ("train", "val", "test")
@@ -42,7 +44,7 @@ def read_ffpp(root: Path, problems: Problems) -> list[dict]:
             absent technique folder, malformed split files, ids in two splits).
 
     Returns:
-        one row dict per video and compression (see `daml.data.manifest.index_dataset`).
+        one row dict per video and compression (see `daml.data.manifest.read_dataset`).
     """
     pairs = _read_splits(root, problems)
     others = sorted(

@@ -1,7 +1,7 @@
 """The manifest: one row per video (per frame sequence for WildDeepfake) of one dataset.
 
 Description:
-    `index_dataset` runs the reader of one layout (FF++, Celeb-DF v2, DFDC, WildDeepfake),
+    `read_dataset` runs the reader of one layout (FF++, Celeb-DF v2, DFDC, WildDeepfake),
     fills in the columns every layout shares, carves a validation part out of the training
     videos where the layout has no official one, and drops duplicate keys. Readers check that
     files exist and that label files and metadata make sense; they never decode a video (the
@@ -54,7 +54,7 @@ POLICIES = ("skip", "fail")
 #: How many offending paths a "fail" message lists before it only counts the rest.
 MAX_LISTED = 20
 
-#: One reader per layout: reader(root, problems) -> list of row dicts (see `index_dataset`).
+#: One reader per layout: reader(root, problems) -> list of row dicts (see `read_dataset`).
 READERS = {
     "ffpp": ffpp.read_ffpp,
     "celebdf": celebdf.read_celebdf,
@@ -108,7 +108,7 @@ class Problems:
         return pd.DataFrame(self.rows, columns=PROBLEM_COLUMNS, dtype=str)
 
 
-def index_dataset(
+def read_dataset(
     dataset: str, root: str | Path, settings: IndexSettings
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Index one dataset root into a manifest.
@@ -192,8 +192,8 @@ def write_manifest(
         an empty manifest raises in either policy.
 
     Arguments:
-        manifest: from `index_dataset`.
-        problems: from `index_dataset`.
+        manifest: from `read_dataset`.
+        problems: from `read_dataset`.
         manifest_path: destination, e.g. `results/data/{dataset}/manifest.csv`.
         problems_path: destination, e.g. `results/data/{dataset}/problems.csv`.
         settings: the stage's settings (`on_inconsistency`).
@@ -219,7 +219,7 @@ def write_manifest(
     write_csv(manifest_path, manifest[COLUMNS])
 
 
-def build_manifest(
+def index_dataset(
     dataset: str,
     root: str | Path,
     settings: IndexSettings,
@@ -231,7 +231,7 @@ def build_manifest(
     Returns:
         the manifest written.
     """
-    manifest, problems = index_dataset(dataset, root, settings)
+    manifest, problems = read_dataset(dataset, root, settings)
     write_manifest(manifest, problems, manifest_path, problems_path, settings)
     return manifest
 

@@ -52,7 +52,7 @@ def read_wilddeepfake(root: Path, problems: Problems) -> list[dict]:
             readable tar.gz or hold no PNG, sequences under the wrong class folder).
 
     Returns:
-        one row dict per frame sequence (see `daml.data.manifest.index_dataset`).
+        one row dict per frame sequence (see `daml.data.manifest.read_dataset`).
     """
     archives = []
     for folder in FOLDERS:

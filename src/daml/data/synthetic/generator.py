@@ -2,16 +2,15 @@
 
 Description:
     `generate` renders every job of `layouts.plan` into a temporary sibling folder of `root`
-    and renames it to `root` only when everything is written, so a killed run leaves a
-    dot-folder (`.NAME.partial-PID`, removed on the next run) and never a plausible-looking
-    half dataset.
+    and renames it to `root` only when everything is written (`daml.io.atomic_folder`), so
+    a killed run leaves a dot-folder (`.NAME.tmpPID`, removed on the next run) and never a
+    plausible-looking half dataset.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from daml.data.synthetic.layouts import DATASETS, Clip, Job, plan
 from daml.data.synthetic.settings import SyntheticSettings
 from daml.data.synthetic.video import write_mp4, write_png_tar
 from daml.errors import DamlError
+from daml.io import atomic_folder
 
 __all__ = ["generate"]
 
@@ -44,12 +44,8 @@ def generate(dataset: str, root: str | os.PathLike, settings: SyntheticSettings)
     if dataset not in DATASETS:
         raise DamlError(f"unknown synthetic dataset {dataset!r}: use one of {', '.join(DATASETS)}")
     root = Path(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    for stale in root.parent.glob(f".{root.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = root.parent / f".{root.name}.partial-{os.getpid()}"
     start = time.perf_counter()
-    try:
+    with atomic_folder(root) as tmp:
         the_plan = plan(dataset, settings)
         for relative, text in the_plan.metadata.items():
             (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
@@ -58,18 +54,8 @@ def generate(dataset: str, root: str | os.PathLike, settings: SyntheticSettings)
         for job in tqdm(the_plan.jobs, desc=f"synthetic {dataset}", unit="file"):
             for clip in _write(job, tmp, settings.fps):
                 counts[clip.label] += 1
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    n_bytes = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
+        n_bytes = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
     n_files = sum(len(job.paths) for job in the_plan.jobs)
-    if root.exists():
-        old = root.parent / f".{root.name}.old-{os.getpid()}"
-        os.replace(root, old)
-        os.replace(tmp, root)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, root)
     log.info("synthetic %s: wrote %d real and %d fake %s in %d media files, plus %s "
              "(%.1f MB) to %s in %.1f s", dataset, counts[0], counts[1],
              "sequences" if dataset == "wilddeepfake" else "videos", n_files,

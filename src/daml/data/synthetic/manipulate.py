@@ -34,12 +34,12 @@ import dataclasses
 import cv2
 import numpy as np
 
+from daml.data.ffpp import TECHNIQUES
 from daml.data.synthetic.camera import Camera, film, light
 from daml.data.synthetic.face import Identity, Motion, face_landmarks, region_mask, render_face
 
 __all__ = ["Scene", "Trace", "TECHNIQUES", "film_scene", "manipulate"]
 
-TECHNIQUES = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
