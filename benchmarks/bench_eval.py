@@ -5,7 +5,7 @@ Description:
        random uint8 faces, at `--image-size`.
     2. Time per iteration of the training data path (`daml.graphed.task_inputs`: draw a
        meta-batch of task indices, gather the uint8 faces, normalise to float
-       channels-last) against the time of one meta-step (`daml.meta.meta_step`) on that
+       channels-last) against the time of one meta-step (`daml.meta.step`) on that
        batch: the loader must be a small fraction of the step.
 
     Run:  python benchmarks/bench_eval.py [--image-size 84] [--threads 2]
@@ -92,7 +92,7 @@ def main(argv=None):
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     make = (lambda: autocast(device, dtype)) if dtype is not None else None
     t_step = timed(
-        lambda: meta.meta_step(model, optimizer, batch, meta.daml_objective, 0.01, 1, True, 1, make),
+        lambda: meta.step(model, optimizer, batch, meta.make_method("daml"), 1, make),
         args.repeats,
     )
     result = {

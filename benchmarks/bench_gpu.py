@@ -44,7 +44,7 @@ from daml.adapt import AdaptSettings
 from daml.config import schema_defaults
 from daml.data import ffpp
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
-from daml.meta import daml_objective
+from daml.meta import make_method
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
 from daml.train import TrainSettings, train_model
@@ -119,18 +119,15 @@ def make_runner(name, model, images, args):
         return GraphedRunner(
             model,
             optimizer,
-            daml_objective,
+            make_method("daml"),
             images,
             args.tasks,
             args.batch,
             args.batch,
-            0.01,
-            1,
-            True,
             dtype,
         )
     make = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else None
-    return EagerRunner(model, optimizer, daml_objective, images, 0.01, 1, True, make)
+    return EagerRunner(model, optimizer, make_method("daml"), images, make)
 
 
 def sync(device):

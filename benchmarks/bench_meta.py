@@ -1,4 +1,4 @@
-"""Speed of one first-order meta-iteration: `daml.meta.meta_step` against an l2l-style loop.
+"""Speed of one first-order meta-iteration: `daml.meta.step` against an l2l-style loop.
 
 Description:
     Conv-4 at 84 px, 4 tasks, support and query batches of 16, one inner step, first
@@ -66,8 +66,7 @@ def reference_step(model, tasks, inner_lr, method):
 
 
 def ours_step(model, optimizer, tasks, inner_lr, method, make_autocast):
-    objective = meta.outer_objective(method)
-    meta.meta_step(model, optimizer, tasks, objective, inner_lr, 1, True, 1, make_autocast)
+    meta.step(model, optimizer, tasks, meta.make_method(method, inner_lr=inner_lr), 1, make_autocast)
 
 
 def interleaved_medians(fns: dict, repeats: int, device) -> dict:

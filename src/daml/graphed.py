@@ -6,8 +6,8 @@ Description:
     and updates the model; `drain()` returns the `StepRecord`s of the steps since the
     last drain, in order.
 
-    `EagerRunner` gathers the faces, runs `daml.meta.meta_step` (or `erm_step` when the
-    objective is None) and records at once; a
+    `EagerRunner` gathers the faces and runs `daml.meta.step` (the method's backward, the
+    optimizer step, the record) at once; a
     non-finite loss stops before the optimizer step. It runs everywhere.
 
     `GraphedRunner` (CUDA only) exists because a Conv-4 meta-iteration on a GPU is
@@ -15,7 +15,7 @@ Description:
     several hundred small kernels, each launched from Python
     (benchmarks/bench_gpu.py measures both). It captures one whole iteration once
     (gathering the support and query faces by index from the images held on the GPU,
-    `daml.meta.meta_backward` or `erm_backward`, the Adam step) and replays it. Per iteration the host
+    the method's backward, the Adam step) and replays it. Per iteration the host
     only draws the task indices with the same sampler and random stream as the eager
     path, copies them through a ring of pinned buffers and launches the replay; it never
     waits for the device. The per-task losses stay on the GPU until `drain`, which reads
@@ -73,35 +73,31 @@ def task_inputs(batch: Sequence[TaskBatch], images: torch.Tensor) -> list[meta.T
 
 
 class EagerRunner:
-    """One training step at a time, in plain PyTorch, with its record at once."""
+    """One training step at a time, in plain PyTorch, with its record at once.
+
+    Arguments:
+        model: Conv-4 in train mode.
+        optimizer: the meta-optimizer (Adam).
+        method: `daml.meta.Method` (its `backward` gives the gradient).
+        images: uint8 (N,S,S,3) faces the batches index into.
+        autocast: a context manager factory for mixed precision (None: fp32).
+    """
 
     def __init__(
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        objective: meta.Objective | None,
+        method: meta.Method,
         images: torch.Tensor,
-        inner_lr: float,
-        inner_steps: int,
-        first_order: bool,
-        autocast: Callable | None,
+        autocast: Callable | None = None,
     ):
-        self.model, self.optimizer, self.objective, self.images = model, optimizer, objective, images
-        self.inner = (inner_lr, inner_steps, first_order)
+        self.model, self.optimizer, self.method, self.images = model, optimizer, method, images
         self.autocast = autocast
         self._records: list[tuple[int, float, meta.StepRecord]] = []
 
     def step(self, batch: Sequence[TaskBatch], iteration: int, lr: float) -> None:
-        step = meta.erm_step if self.objective is None else meta.meta_step
-        record = step(
-            self.model,
-            self.optimizer,
-            task_inputs(batch, self.images),
-            self.objective,
-            *self.inner,
-            iteration,
-            self.autocast,
-        )
+        tasks = task_inputs(batch, self.images)
+        record = meta.step(self.model, self.optimizer, tasks, self.method, iteration, self.autocast)
         self._records.append((iteration, lr, record))
 
     def drain(self) -> list[tuple[int, float, meta.StepRecord]]:
@@ -116,10 +112,9 @@ class GraphedRunner:
     Arguments:
         model: Conv-4 on a CUDA device, in train mode.
         optimizer: Adam built with `capturable=True`.
-        objective: the outer objective (`daml.meta.outer_objective`; None for ERM).
+        method: `daml.meta.Method` (its `backward` is what the graph captures).
         images: uint8 (N,S,S,3) faces on the model's device; indexed by the batches.
         tasks_per_batch, support_size, query_size: the batch shape every step must have.
-        inner_lr, inner_steps, first_order: the inner loop (`daml.meta.adapt`).
         dtype: autocast dtype (None: fp32).
         warmup (int, default 3): eager iterations before capture.
     """
@@ -128,22 +123,18 @@ class GraphedRunner:
         self,
         model: nn.Module,
         optimizer: torch.optim.Optimizer,
-        objective: meta.Objective | None,
+        method: meta.Method,
         images: torch.Tensor,
         tasks_per_batch: int,
         support_size: int,
         query_size: int,
-        inner_lr: float,
-        inner_steps: int,
-        first_order: bool,
         dtype: torch.dtype | None,
         warmup: int = 3,
     ):
         device = images.device
         if device.type != "cuda":
             raise ValueError("GraphedRunner needs the images on a CUDA device")
-        self.model, self.optimizer, self.objective, self.images = model, optimizer, objective, images
-        self.inner = (inner_lr, inner_steps, first_order)
+        self.model, self.optimizer, self.method, self.images = model, optimizer, method, images
         self.sizes = (support_size, query_size)
         self.warmup = warmup
         self.autocast = (
@@ -158,7 +149,7 @@ class GraphedRunner:
         self.labels: list[torch.Tensor] | None = None
         self._labels_device: list[torch.Tensor] = []
         self.losses = torch.zeros(
-            1 if objective is None else tasks_per_batch, dtype=torch.float32, device=device
+            1 if method.objective is None else tasks_per_batch, dtype=torch.float32, device=device
         )
         self.meta_loss = torch.zeros((), dtype=torch.float32, device=device)
         self.lr = torch.zeros((), dtype=torch.float32, device=device)
@@ -210,8 +201,7 @@ class GraphedRunner:
             for row in self.index
         ]
         self.optimizer.zero_grad(set_to_none=True)
-        backward = meta.erm_backward if self.objective is None else meta.meta_backward
-        losses, meta_loss = backward(self.model, tasks, self.objective, *self.inner, self.autocast)
+        losses, meta_loss = self.method.backward(self.model, tasks, self.autocast)
         self.optimizer.step()
         self.losses.copy_(losses)
         self.meta_loss.copy_(meta_loss)
@@ -246,7 +236,7 @@ class GraphedRunner:
                 self._capture()  # records the work without running it
             self.graph.replay()
         self._steps += 1
-        names = ["pooled"] if self.objective is None else [task.name for task in batch]
+        names = self.method.task_names(batch)
         self._pending.append((iteration, lr, names, self.losses.clone(), self.meta_loss.clone()))
 
     def drain(self) -> list[tuple[int, float, meta.StepRecord]]:
@@ -263,5 +253,5 @@ class GraphedRunner:
         records = []
         for (iteration, lr, names, _, _), row, meta_loss in zip(pending, losses, meta_losses):
             meta.check_finite(row, names, iteration)
-            records.append((iteration, lr, meta.make_record(self.objective, names, row, meta_loss)))
+            records.append((iteration, lr, self.method.record(names, row, meta_loss)))
         return records

@@ -20,14 +20,15 @@ Description:
     not worth a second code path); torch.func.vmap was slower still.
     benchmarks/bench_meta.py checks this loop against a learn2learn-style clone loop.
 
-    `meta_backward` and `erm_backward` compute an iteration's gradient without reading
-    anything back to the host, so `daml.graphed` can capture them in a CUDA graph;
-    `meta_step` and `erm_step` wrap them with the finiteness check, the optimizer step and
-    the record (the eager path).
+    `make_method` chooses a method's behaviour once per run: a `Method` whose `backward`
+    is `meta_backward` with the method's outer objective and inner loop bound, or
+    `erm_backward`. Both compute an iteration's gradient without reading anything back to
+    the host, so `daml.graphed` can capture them in a CUDA graph; the runners there add
+    the optimizer step, the finiteness check and the record.
 
     ERM shares the data, backbone, optimizer, checkpoint and logging and swaps only the
-    step: one supervised step on the pooled support and query faces of the same sampled
-    tasks (the same number of faces per iteration as the meta-step).
+    backward: one supervised step on the pooled support and query faces of the same
+    sampled tasks (the same number of faces per iteration as the meta-step).
 
 References:
     Finn et al. 2017 (MAML); the DAML paper, eqs. 2, 4, 5 and Algorithm 1.
@@ -36,6 +37,7 @@ References:
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -188,11 +190,12 @@ def adapt(
 def meta_backward(
     model: nn.Module,
     tasks: Sequence[TaskData],
+    autocast=None,
+    *,
     objective: Objective,
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
-    autocast=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate one batch's DAML or MAML meta-gradient into the parameters' `.grad`.
 
@@ -202,9 +205,9 @@ def meta_backward(
     Arguments:
         model: Conv-4 in train mode (its `.grad` are added to; zero them before).
         tasks: support and query batches of each sampled task.
+        autocast: a context manager factory for mixed precision (None: fp32).
         objective: the outer objective (`outer_objective`), a sum of per-task terms.
         inner_lr, inner_steps, first_order: the inner loop (`adapt`).
-        autocast: a context manager factory for mixed precision (None: fp32).
 
     Returns:
         (query losses (T,), meta-loss ()) as detached tensors on the model's device.
@@ -236,19 +239,12 @@ def meta_backward(
 
 
 def erm_backward(
-    model: nn.Module,
-    tasks: Sequence[TaskData],
-    objective: Objective | None,
-    inner_lr: float,
-    inner_steps: int,
-    first_order: bool,
-    autocast=None,
+    model: nn.Module, tasks: Sequence[TaskData], autocast=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the supervised loss on the pooled support and query faces of all tasks.
 
-    Same signature and return as `meta_backward` (the objective and the inner-loop
-    arguments are ignored).
-    Batch norm uses the pooled batch and updates its running statistics as usual.
+    Returns what `meta_backward` returns (the one loss stands for every task). Batch norm
+    uses the pooled batch and updates its running statistics as usual.
     """
     images = torch.cat([t for task in tasks for t in (task.support, task.query)])
     labels = torch.cat([t for task in tasks for t in (task.support_labels, task.query_labels)])
@@ -258,14 +254,80 @@ def erm_backward(
     return loss.detach().reshape(1), loss.detach()
 
 
-def make_record(
-    objective: Objective | None, names: Sequence[str], losses: torch.Tensor, meta_loss
-) -> StepRecord:
-    """The logged form of one iteration (CPU values; reading them synchronises)."""
-    losses = losses.detach().float().cpu()
-    return StepRecord(
-        list(names), losses.tolist(), task_weights(objective, losses).tolist(), float(meta_loss)
+Backward = Callable[..., tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Method:
+    """One training method, chosen once per run: how a batch of tasks becomes a gradient.
+
+    Attributes:
+        name: "daml", "maml" or "erm".
+        objective: the outer objective (eq. 4 or 5); None for ERM, which has none.
+        backward: (model, tasks, autocast) -> (query losses, meta-loss), accumulating the
+            gradient into `.grad` without a host sync: `meta_backward` with the objective and
+            the inner loop bound, or `erm_backward`.
+
+    Example:
+        >>> method = make_method("daml", "literal", inner_lr=0.01, inner_steps=1)
+        >>> losses, meta_loss = method.backward(model, tasks)
+    """
+
+    name: str
+    objective: Objective | None
+    backward: Backward
+
+    def task_names(self, tasks: Sequence) -> list[str]:
+        """The names a step's losses are logged under (ERM has one pooled loss)."""
+        return ["pooled"] if self.objective is None else [task.name for task in tasks]
+
+    def record(self, names: Sequence[str], losses: torch.Tensor, meta_loss) -> StepRecord:
+        """The logged form of one iteration (CPU values; reading them synchronises)."""
+        losses = losses.detach().float().cpu()
+        weights = task_weights(self.objective, losses)
+        return StepRecord(list(names), losses.tolist(), weights.tolist(), float(meta_loss))
+
+
+def make_method(
+    name: str,
+    daml_weight: str = "literal",
+    inner_lr: float = 0.01,
+    inner_steps: int = 1,
+    first_order: bool = True,
+) -> Method:
+    """The `Method` of a config: its outer objective and, for DAML and MAML, its inner loop."""
+    objective = outer_objective(name, daml_weight)
+    if objective is None:
+        return Method(name, None, erm_backward)
+    backward = functools.partial(
+        meta_backward,
+        objective=objective,
+        inner_lr=inner_lr,
+        inner_steps=inner_steps,
+        first_order=first_order,
     )
+    return Method(name, objective, backward)
+
+
+def step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    tasks: Sequence[TaskData],
+    method: Method,
+    iteration: int,
+    autocast=None,
+) -> StepRecord:
+    """One training iteration, eagerly (Algorithm 1, lines 3-10): gradient, then Adam step.
+
+    A non-finite query loss raises `DamlError` before the optimizer step, so the weights
+    stay finite.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    losses, meta_loss = method.backward(model, tasks, autocast)
+    names = method.task_names(tasks)
+    check_finite(losses, names, iteration)
+    optimizer.step()
+    return method.record(names, losses, meta_loss)
 
 
 def check_finite(losses: torch.Tensor, names: Sequence[str], iteration: int) -> None:
@@ -277,81 +339,3 @@ def check_finite(losses: torch.Tensor, names: Sequence[str], iteration: int) -> 
             f"non-finite loss at iteration {iteration} in task {task!r}; training stopped and "
             "no model written: lower train.inner_lr / train.meta_lr or check the face shards"
         )
-
-
-def _eager_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    tasks: Sequence[TaskData],
-    objective: Objective | None,
-    inner_lr: float,
-    inner_steps: int,
-    first_order: bool,
-    iteration: int,
-    autocast=None,
-) -> StepRecord:
-    optimizer.zero_grad(set_to_none=True)
-    backward = erm_backward if objective is None else meta_backward
-    losses, meta_loss = backward(
-        model, tasks, objective, inner_lr, inner_steps, first_order, autocast
-    )
-    names = ["pooled"] if objective is None else [task.name for task in tasks]
-    check_finite(losses, names, iteration)  # before the step: the weights stay finite
-    optimizer.step()
-    return make_record(objective, names, losses, meta_loss)
-
-
-def meta_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    tasks: Sequence[TaskData],
-    objective: Objective,
-    inner_lr: float,
-    inner_steps: int,
-    first_order: bool,
-    iteration: int,
-    autocast=None,
-) -> StepRecord:
-    """One DAML or MAML meta-iteration (Algorithm 1, lines 3-10) with an optimizer step.
-
-    Arguments:
-        model: Conv-4 in train mode.
-        optimizer: meta-optimizer (Adam, beta = meta learning rate).
-        tasks: support and query batches of each sampled task.
-        objective: the outer objective (`outer_objective("daml")` or `("maml")`).
-        inner_lr, inner_steps, first_order: the inner loop (`adapt`).
-        iteration: for error messages.
-        autocast: a context manager factory for mixed precision (None: fp32).
-
-    Returns:
-        `StepRecord` with each task's query loss, its weight (d objective / d L) and the
-        meta-loss. A non-finite query loss raises `DamlError` before the optimizer step.
-    """
-    if objective is None:
-        raise DamlError("meta_step needs an outer objective; ERM uses erm_step")
-    return _eager_step(
-        model, optimizer, tasks, objective, inner_lr, inner_steps, first_order, iteration, autocast
-    )
-
-
-def erm_step(
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    tasks: Sequence[TaskData],
-    objective: Objective | None,
-    inner_lr: float,
-    inner_steps: int,
-    first_order: bool,
-    iteration: int,
-    autocast=None,
-) -> StepRecord:
-    """Plain supervised step on the pooled support and query faces of all sampled tasks.
-
-    Same signature as `meta_step` (the objective and inner-loop arguments are ignored), so
-    the training loop swaps only this function.
-    """
-    return _eager_step(
-        model, optimizer, tasks, None, inner_lr, inner_steps, first_order, iteration, autocast
-    )
-
-

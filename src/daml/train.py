@@ -222,7 +222,9 @@ def train_model(
     Returns:
         dict with `best_iteration` and the best validation row.
     """
-    objective = meta.outer_objective(method, settings.daml_weight)  # checks the method
+    chosen = meta.make_method(
+        method, settings.daml_weight, settings.inner_lr, settings.inner_steps, settings.first_order
+    )
     seed = int(seed)  # wildcards may arrive as strings
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     # No torch.use_deterministic_algorithms: every CPU op used here is deterministic for a
@@ -231,12 +233,104 @@ def train_model(
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
+    data = _load_source(shards, source, seed, settings, adapt_settings, device, manifest)
+
+    model = build_model(settings.image_size, seed).to(device, memory_format=torch.channels_last)
+    # a graph replays Adam's update, so its step count must live on the GPU (capturable);
+    # the eager GPU path uses the same Adam, so both do the same arithmetic
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=settings.meta_lr, capturable=device.type == "cuda"
+    )
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, settings.lr_decay_every, settings.lr_decay_factor
+    )
+    rule = _selection_rule(adapt_settings)
+    fingerprint = _fingerprint(shards, source, method, seed, settings, rule)
+    state = {"iteration": 0, "history": [], "validation": [], "best": None}
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        resumed = _resume(
+            checkpoint_path, fingerprint, settings, model, optimizer, scheduler, data.sampler
+        )
+        state = resumed or state
+
+    runner = _runner(model, optimizer, chosen, data, device, dtype, settings)
+    model.train()
+    progress = tqdm(
+        range(state["iteration"] + 1, settings.iterations + 1),
+        desc=f"train {method}",
+        initial=state["iteration"],
+        total=settings.iterations,
+        mininterval=5,
+    )
+    for iteration in progress:
+        runner.step(data.sampler.sample(), iteration, scheduler.get_last_lr()[0])
+        scheduler.step()
+        log_now = iteration % settings.log_every == 0
+        validate_now = iteration % settings.validate_every == 0
+        checkpoint_now = (
+            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
+        )
+        if not (log_now or validate_now or checkpoint_now):
+            continue
+        # the graphed runner reads its losses here, and stops on a non-finite one
+        # before anything is validated or saved
+        for step_iteration, lr, record in runner.drain():
+            for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
+                state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
+        if log_now:
+            log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
+        if validate_now:
+            _validate_and_select(state, iteration, model, data.selection, device, dtype, settings)
+        if checkpoint_now:
+            _save_checkpoint(
+                checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler,
+                data.sampler,
+            )
+    progress.close()
+    if settings.iterations % settings.validate_every != 0 or state["best"] is None:
+        # the final validation is not checkpointed, so a longer resumed run does not see it
+        _validate_and_select(
+            state, settings.iterations, model, data.selection, device, dtype, settings
+        )
+
+    best = state["best"]
+    payload = {
+        "state_dict": best["state_dict"],
+        "image_size": settings.image_size,
+        "settings": dataclasses.asdict(settings),
+        "selection": rule,
+        "source": source,
+        "method": method,
+        "seed": seed,
+        "best_iteration": best["iteration"],
+        "best_validation": best["row"],
+    }
+    write_csv(out_history, pd.DataFrame(state["history"], columns=HISTORY_COLUMNS))
+    write_csv(out_validation, pd.DataFrame(state["validation"], columns=VALIDATION_COLUMNS))
+    with atomic_path(out_model) as tmp:
+        torch.save(payload, tmp)
+    log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
+    return {"best_iteration": best["iteration"], **best["row"]}
+
+
+@dataclass
+class SourceData:
+    """What training reads from the source: its train faces, tasks and the selection set."""
+
+    images: torch.Tensor
+    sampler: TaskSampler
+    selection: Selection
+
+
+def _load_source(shards, source, seed, settings, adapt_settings, device, manifest) -> SourceData:
+    """The source's train and val faces, its tasks and the shots and val faces of selection."""
     techniques = source.get("techniques")  # None: every fake technique of the face set
+    faceset = source.get("faceset")
     train_faces = load_faces(shards, settings.image_size, techniques, ["train"])
     if techniques is None:
         fakes = train_faces.table[train_faces.table["label"] == 1]
         techniques = sorted(fakes["technique"].unique())
-    faceset = source.get("faceset")
     if len(train_faces) == 0:
         raise DamlError(
             f"source {faceset}: no faces in the train split, so there is nothing to train on: "
@@ -267,7 +361,7 @@ def train_model(
     tasks = build_tasks(train_faces.table, techniques, settings.pseudo_domains)
     log.info(
         "source %s: %d train faces, %d val faces, tasks %s",
-        source.get("faceset"),
+        faceset,
         len(train_faces),
         len(val_faces),
         [t.name for t in tasks],
@@ -275,124 +369,32 @@ def train_model(
     sampler = TaskSampler(
         tasks, settings.tasks_per_batch, settings.support_size, settings.query_size, seed
     )
-    train_images = train_faces.images.to(device)
+    return SourceData(train_faces.images.to(device), sampler, selection)
 
-    model = build_model(settings.image_size, seed).to(device, memory_format=torch.channels_last)
-    graphed = settings.cuda_graph and device.type == "cuda"
-    # a graph replays Adam's update, so its step count must live on the GPU (capturable);
-    # the eager GPU path uses the same Adam, so both do the same arithmetic
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=settings.meta_lr, capturable=device.type == "cuda"
-    )
-    scheduler = torch.optim.lr_scheduler.StepLR(
-        optimizer, settings.lr_decay_every, settings.lr_decay_factor
-    )
+
+def _selection_rule(adapt_settings: AdaptSettings) -> dict:
+    """The meta-test rule as selection applies it (its device settings are training's)."""
     rule = dataclasses.asdict(adapt_settings)
     for name in ("device", "precision", "threads"):
         rule.pop(name)
-    fingerprint = _fingerprint(shards, source, method, seed, settings, rule)
-    state = {"iteration": 0, "history": [], "validation": [], "best": None}
-
-    checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
-        state = (
-            _resume(checkpoint_path, fingerprint, settings, model, optimizer, scheduler, sampler)
-            or state
-        )
-
-    runner = _runner(
-        graphed, model, optimizer, objective, sampler, train_images, device, dtype, settings
-    )
-    model.train()
-    progress = tqdm(
-        range(state["iteration"] + 1, settings.iterations + 1),
-        desc=f"train {method}",
-        initial=state["iteration"],
-        total=settings.iterations,
-        mininterval=5,
-    )
-    for iteration in progress:
-        runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
-        scheduler.step()
-        log_now = iteration % settings.log_every == 0
-        validate_now = iteration % settings.validate_every == 0
-        checkpoint_now = (
-            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
-        )
-        if not (log_now or validate_now or checkpoint_now):
-            continue
-        # the graphed runner reads its losses here, and stops on a non-finite one
-        # before anything is validated or saved
-        for step_iteration, lr, record in runner.drain():
-            for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
-                state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
-        if log_now:
-            log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
-        if validate_now:
-            _validate_and_select(state, iteration, model, selection, device, dtype, settings)
-        if checkpoint_now:
-            _save_checkpoint(
-                checkpoint_path,
-                fingerprint,
-                state,
-                iteration,
-                model,
-                optimizer,
-                scheduler,
-                sampler,
-            )
-    progress.close()
-    if settings.iterations % settings.validate_every != 0 or state["best"] is None:
-        # the final validation is not checkpointed, so a longer resumed run does not see it
-        _validate_and_select(state, settings.iterations, model, selection, device, dtype, settings)
-
-    best = state["best"]
-    payload = {
-        "state_dict": best["state_dict"],
-        "image_size": settings.image_size,
-        "settings": dataclasses.asdict(settings),
-        "selection": rule,
-        "source": source,
-        "method": method,
-        "seed": seed,
-        "best_iteration": best["iteration"],
-        "best_validation": best["row"],
-    }
-    write_csv(out_history, pd.DataFrame(state["history"], columns=HISTORY_COLUMNS))
-    write_csv(out_validation, pd.DataFrame(state["validation"], columns=VALIDATION_COLUMNS))
-    with atomic_path(out_model) as tmp:
-        torch.save(payload, tmp)
-    log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
-    return {"best_iteration": best["iteration"], **best["row"]}
+    return rule
 
 
-def _runner(graphed, model, optimizer, objective, sampler, images, device, dtype, settings):
-    """The step runner: CUDA-graph replay (`graphed`) or the eager step."""
-    if graphed:
+def _runner(model, optimizer, method, data, device, dtype, settings):
+    """The step runner: CUDA-graph replay on a GPU (unless `cuda_graph` is off), else eager."""
+    if settings.cuda_graph and device.type == "cuda":
         return GraphedRunner(
             model,
             optimizer,
-            objective,
-            images,
-            sampler.tasks_per_batch,
+            method,
+            data.images,
+            data.sampler.tasks_per_batch,
             settings.support_size,
             settings.query_size,
-            settings.inner_lr,
-            settings.inner_steps,
-            settings.first_order,
             dtype,
         )
     make_autocast = (lambda: autocast(device, dtype)) if dtype is not None else None
-    return EagerRunner(
-        model,
-        optimizer,
-        objective,
-        images,
-        settings.inner_lr,
-        settings.inner_steps,
-        settings.first_order,
-        make_autocast,
-    )
+    return EagerRunner(model, optimizer, method, data.images, make_autocast)
 
 
 def _validate_and_select(state, iteration, model, selection, device, dtype, settings) -> None:

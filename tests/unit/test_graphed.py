@@ -10,7 +10,7 @@ import torch
 
 from daml.errors import DamlError
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
-from daml.meta import daml_objective, outer_objective
+from daml.meta import make_method
 from daml.model import build_model
 from daml.tasks import Task, TaskSampler
 
@@ -64,14 +64,12 @@ def train(runner_kind, method, device, iterations=12, dtype=None, lr=1e-3, inner
     # the same Adam for both runners (the graph needs its step count on the GPU), so that
     # only the way the step runs differs
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=device.type == "cuda")
-    objective = outer_objective(method)
+    chosen = make_method(method, inner_lr=inner_lr)
     if graphed:
-        runner = GraphedRunner(
-            model, optimizer, objective, images, TASKS, SUPPORT, QUERY, inner_lr, 1, True, dtype
-        )
+        runner = GraphedRunner(model, optimizer, chosen, images, TASKS, SUPPORT, QUERY, dtype)
     else:
         make = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else None
-        runner = EagerRunner(model, optimizer, objective, images, inner_lr, 1, True, make)
+        runner = EagerRunner(model, optimizer, chosen, images, make)
     sampler = TaskSampler(tasks, TASKS, SUPPORT, QUERY, seed=0)
     records = []
     for iteration in range(1, iterations + 1):
@@ -107,7 +105,7 @@ def test_graphed_runner_refuses_cpu_tensors():
     model = build_model(SIZE, seed=0)
     optimizer = torch.optim.Adam(model.parameters())
     with pytest.raises(ValueError, match="CUDA"):
-        GraphedRunner(model, optimizer, daml_objective, images, TASKS, SUPPORT, QUERY, 0.01, 1, True, None)
+        GraphedRunner(model, optimizer, make_method("daml"), images, TASKS, SUPPORT, QUERY, None)
 
 
 def relative_error(a: dict, b: dict) -> float:

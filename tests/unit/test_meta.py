@@ -55,8 +55,8 @@ def make_tasks(dim=3, n_tasks=3, size=6, seed=0):
 
 def meta_grad(model, tasks, method, alpha, first_order, steps=1, daml_weight="literal"):
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
-    objective = meta.outer_objective(method, daml_weight)
-    record = meta.meta_step(model, opt, tasks, objective, alpha, steps, first_order, iteration=1)
+    chosen = meta.make_method(method, daml_weight, alpha, steps, first_order)
+    record = meta.step(model, opt, tasks, chosen, iteration=1)
     grad = np.concatenate([model.lin.weight.grad.numpy().ravel(), model.lin.bias.grad.numpy()])
     return grad, record
 
@@ -159,17 +159,18 @@ def conv_tasks(n=3, size=8, image=16, seed=0):
     ]
 
 
-def gradient_only(model, tasks, objective, inner_steps):
+def gradient_only(model, tasks, method, inner_steps):
     """One first-order meta-step at inner lr 0.1 whose optimizer does not move the weights."""
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
-    meta.meta_step(model, optimizer, tasks, objective, 0.1, inner_steps, True, iteration=1)
+    meta.step(model, optimizer, tasks, meta.make_method(method, inner_lr=0.1, inner_steps=inner_steps),
+              iteration=1)
 
 
 def test_first_order_conv4_matches_l2l_style_clone_loop():
     model = build_model(16, seed=0)
     reference = copy.deepcopy(model)
     tasks = conv_tasks()
-    gradient_only(model, tasks, meta.daml_objective, inner_steps=1)
+    gradient_only(model, tasks, "daml", inner_steps=1)
     # reference: clone per task, adapt with autograd, weight query grads by dObjective/dL
     reference.zero_grad()
     for t in tasks:
@@ -191,7 +192,7 @@ def test_first_order_conv4_matches_l2l_style_clone_loop():
 def test_running_stats_updated_once_per_task_at_theta():
     model = build_model(16, seed=0)
     tasks = conv_tasks(n=3)
-    gradient_only(model, tasks, meta.maml_objective, inner_steps=2)
+    gradient_only(model, tasks, "maml", inner_steps=2)
     bn = model.features[1]
     assert int(bn.num_batches_tracked) == 3
     # expected: momentum updates with each support batch's first-layer statistics at theta
@@ -213,7 +214,7 @@ def test_maml_with_zero_inner_lr_is_supervised_training_on_queries():
     opt_b = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
     for it in range(3):
         tasks = conv_tasks(seed=it)
-        meta.meta_step(model, opt_a, tasks, meta.maml_objective, 0.0, 1, True, iteration=it)
+        meta.step(model, opt_a, tasks, meta.make_method("maml", inner_lr=0.0), iteration=it)
         opt_b.zero_grad()
         sum(
             F.binary_cross_entropy_with_logits(twin(t.query), t.query_labels) for t in tasks
@@ -227,8 +228,8 @@ def test_erm_step_is_one_supervised_step_on_the_pooled_batch():
     model = build_model(16, seed=0)
     twin = copy.deepcopy(model)
     tasks = conv_tasks()
-    record = meta.erm_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, None, 0.5, 1, True, 1
+    record = meta.step(
+        model, torch.optim.SGD(model.parameters(), lr=0.1), tasks, meta.make_method("erm"), 1
     )
     x = torch.cat([torch.cat([t.support, t.query]) for t in tasks])
     y = torch.cat([torch.cat([t.support_labels, t.query_labels]) for t in tasks])
@@ -243,13 +244,10 @@ def test_erm_step_is_one_supervised_step_on_the_pooled_batch():
 def test_non_finite_loss_names_iteration_and_task():
     model = build_model(16, seed=0)
     with pytest.raises(DamlError, match=r"iteration 7 in task 't0'"):
-        meta.meta_step(
+        meta.step(
             model,
             torch.optim.SGD(model.parameters(), lr=0.0),
             conv_tasks(),
-            meta.daml_objective,
-            1e38,
-            1,
-            True,
+            meta.make_method("daml", inner_lr=1e38),
             iteration=7,
         )

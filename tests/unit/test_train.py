@@ -208,19 +208,19 @@ def test_resume_after_an_exception(tmp_path, shards, monkeypatch):
     from daml import meta
 
     _, whole = run(tmp_path / "whole", shards, iterations=20, checkpoint_every=5)
-    real_step = meta.meta_step
+    real_step = meta.step
 
     def failing(*args, **kwargs):
         if inspect.signature(real_step).bind(*args, **kwargs).arguments["iteration"] == 13:
             raise RuntimeError("killed")
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(meta, "meta_step", failing)
+    monkeypatch.setattr(meta, "step", failing)
     with pytest.raises(RuntimeError):
         run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
     assert not (tmp_path / "crash" / "model.pt").exists()
     assert torch.load(tmp_path / "crash" / "checkpoint.pt", weights_only=False)["iteration"] == 10
-    monkeypatch.setattr(meta, "meta_step", real_step)
+    monkeypatch.setattr(meta, "step", real_step)
     _, resumed = run(tmp_path / "crash", shards, iterations=20, checkpoint_every=5)
     assert files_equal(whole, resumed, "out_history") and files_equal(
         whole, resumed, "out_validation"
