@@ -33,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +42,7 @@ import torch
 from daml.adapt import AdaptSettings
 from daml.config import schema_defaults
 from daml.data import ffpp
+from daml.facedata import write_face_shards
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import make_method
 from daml.model import build_model
@@ -73,43 +73,26 @@ def synthetic_faces(count: int, size: int, technique: str, rng: np.random.Genera
 
 
 def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int, seed=0):
-    """Face shards in the face stage's format: `shardNNN.npz` (crops) and `shardNNN.csv`."""
+    """Face shards in the face stage's format (`daml.facedata.write_face_shards`)."""
     rng = np.random.default_rng(seed)
-    crops, rows = [[] for _ in range(shards)], [[] for _ in range(shards)]
-    for split, count in videos.items():
-        for v in range(count):
-            for technique in ["real", *TECHNIQUES]:
-                target = f"{split}{v:04d}"
-                source = "" if technique == "real" else f"{split}{v + 5000:04d}"
-                video = target + (f"_{source}" if source else "")
-                key = f"ffpp/c23/{technique}/{video}"
-                shard = zlib.crc32(key.encode()) % shards
-                crops[shard].append(synthetic_faces(frames, size, technique, rng))
-                for f in range(frames):
-                    rows[shard].append(
-                        dict(
-                            key=key,
-                            dataset="ffpp",
-                            technique=technique,
-                            compression="c23",
-                            video=video,
-                            split=split,
-                            label=int(technique != "real"),
-                            target_id=target,
-                            source_id=source,
-                            clip_id=target,
-                            frame=f,
-                            score=0.99,
-                            how="detected",
-                        )
-                    )
-    paths = []
-    for s in range(shards):
-        path = folder / f"shard{s:03d}.npz"
-        np.savez(path, crops=np.concatenate(crops[s]))
-        pd.DataFrame(rows[s]).to_csv(path.with_suffix(".csv"), index=False)
-        paths.append(path)
-    return paths
+
+    def faces():
+        for split, count in videos.items():
+            for v in range(count):
+                for technique in ["real", *TECHNIQUES]:
+                    target = f"{split}{v:04d}"
+                    source = "" if technique == "real" else f"{split}{v + 5000:04d}"
+                    video = target + (f"_{source}" if source else "")
+                    crops = synthetic_faces(frames, size, technique, rng)
+                    for f in range(frames):
+                        row = dict(key=f"ffpp/c23/{technique}/{video}", dataset="ffpp",
+                                   technique=technique, compression="c23", video=video,
+                                   split=split, label=int(technique != "real"), target_id=target,
+                                   source_id=source, clip_id=target, frame=f, score=0.99,
+                                   how="detected")
+                        yield row, crops[f]
+
+    return write_face_shards(folder, faces(), shards)
 
 
 def make_runner(name, model, images, args):

@@ -41,7 +41,6 @@ from daml.tasks import leak_free, sample_shots
 
 log = logging.getLogger(__name__)
 
-BN_MODES = ("source", "shots", "batch")
 
 
 @dataclass(frozen=True)
@@ -103,8 +102,6 @@ def fine_tune(
 
     The model is left in eval mode, ready to be scored.
     """
-    if settings.bn_mode not in BN_MODES:
-        raise DamlError(f"adapt.bn_mode={settings.bn_mode!r}: use one of {BN_MODES}")
     if settings.bn_mode == "shots":
         estimate_bn_statistics(model, to_input(images), device, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)

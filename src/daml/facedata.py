@@ -23,8 +23,9 @@ import torch
 import torch.nn.functional as F
 
 from daml.config import FACESETS
-from daml.data.manifest import CARRIED_COLUMNS, reason_kind, select_rows
+from daml.data.manifest import CARRIED_COLUMNS, reason_kind, select_rows, shard_of
 from daml.errors import DamlError
+from daml.io import atomic_path, write_csv
 
 log = logging.getLogger(__name__)
 
@@ -254,3 +255,37 @@ def describe_split(
             f"{len(keys)} ({r})" for r, keys in sorted(frames.items())))
     tables_to_open = ", ".join(str(skips_path(s)) for s in shards)
     return "; ".join(parts) + f". Skip tables: {tables_to_open}"
+
+
+def write_face_shards(
+    folder: str | Path, faces: Iterable[tuple[dict, np.ndarray]], n_shards: int
+) -> list[Path]:
+    """Face shards in the face stage's format, from (crop row, crop) pairs held in memory.
+
+    For tests and benchmarks that make their own faces (the face stage streams its crops
+    to disk instead). Each video goes to `shard_of(key, n_shards)`, as the stage puts it.
+
+    Arguments:
+        folder: where `shardNNN.npz`, `.csv` and an empty `.skips.csv` are written.
+        faces: (row, crop): a dict with at least `COLUMNS`, and a uint8 (S,S,3) RGB crop.
+        n_shards: how many shards.
+
+    Returns:
+        the `shardNNN.npz` paths, in shard order.
+    """
+    folder = Path(folder)
+    rows: list[list[dict]] = [[] for _ in range(n_shards)]
+    crops: list[list[np.ndarray]] = [[] for _ in range(n_shards)]
+    for row, crop in faces:
+        shard = shard_of(row["key"], n_shards)
+        rows[shard].append(row)
+        crops[shard].append(crop)
+    paths = []
+    for shard in range(n_shards):
+        npz = folder / f"shard{shard:03d}.npz"
+        with atomic_path(npz) as tmp:
+            np.savez(tmp, crops=np.stack(crops[shard]) if crops[shard] else np.zeros((0, 1, 1, 3), np.uint8))
+        write_csv(shard_table_path(npz), pd.DataFrame(rows[shard]))
+        write_csv(skips_path(npz), pd.DataFrame(columns=["key", "path", "frame", "reason"]))
+        paths.append(npz)
+    return paths

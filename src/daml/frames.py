@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from daml.data.manifest import shard_of
 from daml.errors import DamlError
 from daml.io import atomic_folder
 
@@ -362,11 +363,6 @@ def _read_sequence(tar, path: Path, member: str, n: int, max_side: int | None):
     if not frames:
         raise UnreadableInput(where, f"none of {len(wanted)} sampled PNG frames is readable")
     return np.stack(frames), np.asarray(numbers, np.int64), len(infos), bad
-
-
-def shard_of(key: str, n_shards: int) -> int:
-    """The shard of a video: `zlib.crc32(key) % n_shards` (stable when videos are added)."""
-    return zlib.crc32(key.encode()) % n_shards
 
 
 def select_shard(manifest: pd.DataFrame, dataset: str, compression: str, shard: int,

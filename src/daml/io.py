@@ -116,12 +116,6 @@ def write_json(path: str | os.PathLike, obj) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    """Read a JSON file."""
-    with open(path) as handle:
-        return json.load(handle)
-
-
 def write_csv(path: str | os.PathLike, frame) -> None:
     """Write a pandas DataFrame as CSV without its index, atomically."""
     with atomic_path(path) as tmp:

@@ -14,11 +14,9 @@ Description:
     the module is never modified. Tasks run in a plain loop with channels-last inputs and
     weights and (where the hardware has it) bf16 autocast; each task's outer term is
     backpropagated as soon as it is computed, so only one task's graph is alive at a time.
-    Measured on the 2-core development CPU (84 px, 4 tasks x (16 + 16), first order):
-    stacking the tasks along channel groups (grouped convolutions, all tasks in one pass)
-    took 535 ms per iteration against 330 ms for this loop (at 32 px: 57 ms against 65 ms,
-    not worth a second code path); torch.func.vmap was slower still.
-    benchmarks/bench_meta.py checks this loop against a learn2learn-style clone loop.
+    On a CPU this loop was faster than stacking the tasks along channel groups or vmapping
+    over them (benchmarks/README.md, "Meta-iteration"); benchmarks/bench_meta.py checks it
+    against a learn2learn-style clone loop.
 
     `make_method` chooses a method's behaviour once per run: a `Method` whose `backward`
     is `meta_backward` with the method's outer objective and inner loop bound, or

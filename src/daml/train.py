@@ -229,7 +229,7 @@ def train_model(
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     # No torch.use_deterministic_algorithms: every CPU op used here is deterministic for a
     # fixed thread count (tests/unit/test_train.py resumes to identical bytes without it),
-    # and the call imports torch's compiler stack, 1.5 s of every training job.
+    # and the call imports torch's compiler stack at every job (benchmarks/README.md, "Jobs").
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)

@@ -30,11 +30,26 @@ def test_blocks_follow_maml_conv4():
     assert len(norms) == 4 and all(n.track_running_stats for n in norms)
 
 
-def test_pool_then_relu_equals_relu_then_pool():
-    x = torch.randn(4, 8, 10, 10)
-    a = torch.relu(torch.nn.functional.max_pool2d(x, 2))
-    b = torch.nn.functional.max_pool2d(torch.relu(x), 2)
-    assert torch.equal(a, b)
+def test_conv4_is_maml_conv4_in_its_written_order():
+    """Conv-4 as MAML writes it (conv, BN, ReLU, then pool), from the model's own weights,
+    gives the model's output: pooling before ReLU inside a block changes nothing."""
+    import torch.nn.functional as F
+
+    model = build_model(32, seed=3)
+    model.train()
+    model(torch.randn(16, 3, 32, 32) * 2 + 1)  # running stats away from their init
+    model.eval()
+    x = torch.randn(5, 3, 32, 32)
+    h = x
+    layers = list(model.features)
+    for conv, norm in zip(layers[0::4], layers[1::4]):
+        h = F.conv2d(h, conv.weight, conv.bias, padding=1)
+        h = F.batch_norm(h, norm.running_mean, norm.running_var, norm.weight, norm.bias, False,
+                         0.0, norm.eps)
+        h = F.max_pool2d(F.relu(h), 2)
+    expected = F.linear(h.flatten(1), model.head.weight, model.head.bias).squeeze(1)
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-5)
 
 
 def test_eval_mode_output_does_not_depend_on_the_batch():

@@ -2,7 +2,6 @@
 
 import inspect
 import json
-import zlib
 from dataclasses import replace
 
 import numpy as np
@@ -14,7 +13,7 @@ from daml.adapt import AdaptSettings, adapted_copy
 from daml.data import ffpp
 from daml.errors import DamlError
 from daml.evaluate import EvaluateSettings, Row, evaluate_model
-from daml.facedata import load_faces, to_input
+from daml.facedata import load_faces, to_input, write_face_shards
 from daml.model import load_model
 from daml.train import TrainSettings, train_model
 
@@ -49,43 +48,25 @@ def noise_face(rng, technique, size=128):
 
 
 def write_shards(folder, frames=3, n_shards=2, seed=0, splits=SPLITS, make=face):
+    """FF++-like face shards: per identity a real video and one fake per technique."""
     rng = np.random.default_rng(seed)
-    rows, crops = [[] for _ in range(n_shards)], [[] for _ in range(n_shards)]
-    for split, ids in splits.items():
-        for i in ids:
-            videos = [("real", f"{i:03d}", 0)] + [
-                (t, f"{i:03d}_{i + 50:03d}", 1) for t in TECHNIQUES
-            ]
-            for technique, video, label in videos:
-                target, _, source = video.partition("_")
-                key = f"ffpp/c23/{technique}/{video}"
-                shard = zlib.crc32(key.encode()) % n_shards
-                for f in range(frames):
-                    crops[shard].append(make(rng, technique))
-                    rows[shard].append(
-                        dict(
-                            key=key,
-                            dataset="ffpp",
-                            technique=technique,
-                            compression="c23",
-                            video=video,
-                            split=split,
-                            label=label,
-                            target_id=target,
-                            source_id=source,
-                            clip_id=target,
-                            frame=f,
-                            score=0.99,
-                            how="detected",
-                        )
-                    )
-    paths = []
-    for s in range(n_shards):
-        path = folder / f"shard{s:03d}.npz"
-        np.savez(path, crops=np.stack(crops[s]))
-        pd.DataFrame(rows[s]).to_csv(path.with_suffix(".csv"), index=False)
-        paths.append(path)
-    return paths
+
+    def faces():
+        for split, ids in splits.items():
+            for i in ids:
+                videos = [("real", f"{i:03d}", 0)] + [
+                    (t, f"{i:03d}_{i + 50:03d}", 1) for t in TECHNIQUES
+                ]
+                for technique, video, label in videos:
+                    target, _, source = video.partition("_")
+                    for f in range(frames):
+                        row = dict(key=f"ffpp/c23/{technique}/{video}", dataset="ffpp",
+                                   technique=technique, compression="c23", video=video,
+                                   split=split, label=label, target_id=target, source_id=source,
+                                   clip_id=target, frame=f, score=0.99, how="detected")
+                        yield row, make(rng, technique)
+
+    return write_face_shards(folder, faces(), n_shards)
 
 
 def settings(**changes):

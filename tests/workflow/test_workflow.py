@@ -219,7 +219,7 @@ def test_killed_training_resumes_to_the_same_model(tiny_run, tmp_path):
 
     # what a user does after a killed run: release Snakemake's lock, rerun
     snakemake(killed, "--unlock", configs=configs)
-    log = snakemake(killed, "--cores", "1", "--rerun-incomplete", target, configs=configs)
+    snakemake(killed, "--cores", "1", "--rerun-incomplete", target, configs=configs)
     train_log = (killed / "results/logs/train_model/ffpp-c23/daml/seed0.log").read_text()
     assert "resum" in train_log.lower(), "the rerun did not resume from the checkpoint"
 
@@ -230,7 +230,6 @@ def test_killed_training_resumes_to_the_same_model(tiny_run, tmp_path):
         assert torch.equal(a[key], b[key]), key
     for name in ("history.csv", "validation.csv"):
         assert (straight / target).with_name(name).read_text() == (killed / target).with_name(name).read_text()
-    del log
 
 
 # ------------------------------------------------------------------ bad inputs in a real-root layout

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import zlib
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -285,6 +286,11 @@ def select_rows(
         real = table["label"].to_numpy() == 0
         mask &= real | table["technique"].isin(list(techniques)).to_numpy()
     return mask
+
+
+def shard_of(key: str, n_shards: int) -> int:
+    """The face-set shard of a video: `zlib.crc32(key) % n_shards` (stable when videos are added)."""
+    return zlib.crc32(key.encode()) % n_shards
 
 
 def reason_kind(reason: str) -> str:
