@@ -44,6 +44,9 @@ def slurm_cluster_running():
             "starting the SLURM test cluster needs root (it writes /etc/slurm); "
             "start it with `sudo scripts/ci/start_slurm.sh` first"
         )
+    if slurm_cluster.node_idle():  # started for the whole session (tests/conftest.py)
+        yield "already running"
+        return
     try:
         info = slurm_cluster.start()
     except slurm_cluster.SlurmTestError as err:

@@ -5,7 +5,6 @@ naturalWidth > 0; `--dump-dom` after a virtual-time budget reads it back. A scre
 written too; set DAML_SCREENSHOT_DIR to keep a copy of it and of the page to look at.
 """
 
-import json
 import os
 import shutil
 import subprocess
@@ -14,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from evaluations import EvaluationWriter
 
 from daml import figures, report, tables
+from daml.evaluations import Evaluations
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -37,24 +38,24 @@ def flags(profile: Path) -> list[str]:
 def build_report(root: Path) -> Path:
     """A report with Table 1, Table 3, two real figures, a manifest and a benchmark file."""
     rng = np.random.default_rng(0)
-    fn = tables.default_metrics_path(root)
     specs = {
-        "table1": [{"source": "ffpp-c23", "target": "ffpp-c23", "shots": 0, "paper_train": "FF++ c23",
+        "table1": [{"source": "ffpp-c23", "target": "ffpp-c23", "shots": 10, "paper_train": "FF++ c23",
                     "paper_test": "FF++ c23"}],
-        "table3": [{"source": f"ffpp-c40-{a}", "target": f"ffpp-c40-{b}", "shots": 0,
+        "table3": [{"source": f"ffpp-c40-{a}", "target": f"ffpp-c40-{b}", "shots": 10,
                     "paper_train": TECHNIQUES[a], "paper_test": TECHNIQUES[b]} for a in ("df", "nt") for b in TECHNIQUES],
     }
     table_files = []
     for name, entries in specs.items():
+        writer = EvaluationWriter(root / name)
         for e in entries:
             for method in ("daml", "maml"):
                 for seed in (0, 1):
-                    path = fn(e["source"], e["target"], method, seed, 0)
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    metrics = {"acc": rng.uniform(0.6, 0.9), "auc": rng.uniform(0.6, 0.95), "ap": 0, "eer": 0, "loss": 0, "n": 1}
-                    path.write_text(json.dumps({"frame": metrics, "video": metrics}))
+                    for shots in (0, 10):
+                        writer.add(e["source"], e["target"], method, seed, shots,
+                                   rng.uniform(0.6, 0.9), rng.uniform(0.6, 0.95))
         out = root / "tables"
-        df = tables.build_table(name, entries, ["daml", "maml"], [0, 1], fn, tables.load_reference())
+        df = tables.build_table(name, entries, ["daml", "maml"], [0, 1], Evaluations(*writer.write()),
+                                tables.load_reference())
         table_files += [out / f"{name}.{ext}" for ext in ("csv", "md", "tex")]
         tables.write_table(df, *table_files[-3:])
 
@@ -70,7 +71,8 @@ def build_report(root: Path) -> Path:
                           "lr": np.where(its > 40, 1e-4, 1e-3)}).to_csv(folder / "history.csv", index=False)
             v = np.arange(10, 61, 10)
             pd.DataFrame({"iteration": v, "auc": 0.6 + v / 200 + rng.random(len(v)) / 50, "acc": 0.55 + v / 250,
-                          "loss": 0.6}).to_csv(folder / "validation.csv", index=False)
+                          "loss": 0.6, "theta_auc": 0.55 + v / 250, "theta_acc": 0.5 + v / 300,
+                          "theta_loss": 0.65}).to_csv(folder / "validation.csv", index=False)
             histories.setdefault(method, []).append(folder / "history.csv")
             validations.setdefault(method, []).append(folder / "validation.csv")
     fig = root / "figures"
