@@ -8,8 +8,9 @@ Description:
 
     - Shots: `shots` faces per class from the target's train split, drawn deterministically
       from `seed` and spread over as many videos as possible (`daml.tasks.sample_shots`),
-      from a pool that leaves out every video showing an identity of the faces the model
-      is then scored on (`daml.tasks.leak_free`).
+      from a pool that leaves out every video showing an identity (or, under the
+      `footage` leak rule, made of a real clip) of the videos the model is then scored on
+      (`daml.tasks.leak_free`).
     - Fine-tuning: Adam at `lr` on all weights for `steps` steps, each on all 2*shots faces
       or on a class-balanced minibatch of `batch_size` faces.
     - Batch norm (`bn_mode`, paper: silent; measured in benchmarks/README.md, "Meta-test"):
