@@ -138,12 +138,16 @@ def evaluate_model(
     size = int(payload["image_size"])
     faceset = rows[0].domain.get("faceset")
 
-    test = load_faces(shards, size, None, ["test"])
-    train_table = load_table(shards, None, ["train"])
+    # the face set's train and test rows; each shard's crops are read once, below
+    table = load_table(shards, None, ["train", "test"])
+    split = table["split"].to_numpy()
+    test_rows, train_rows = np.flatnonzero(split == "test"), np.flatnonzero(split == "train")
+    test_table = table.iloc[test_rows].reset_index(drop=True)
+    train_table = table.iloc[train_rows].reset_index(drop=True)
     plans = []
     for row in rows:
         techniques = target_techniques(row.domain)
-        in_test = select_rows(test.table, techniques, ["test"])
+        in_test = select_rows(test_table, techniques, ["test"])
         if not in_test.any():
             raise DamlError(
                 f"target {row.target} ({faceset}, techniques {techniques}) has no test faces, "
@@ -156,19 +160,21 @@ def evaluate_model(
             if shots > 0:
                 picked = choose_shots(
                     train_table.iloc[in_train].reset_index(drop=True),
-                    test.table[in_test],
+                    test_table[in_test],
                     shots,
                     seed,
                     f"target {row.target} ({faceset})",
                     lambda t=techniques: describe_split(shards, manifest, faceset, t, "train"),
                     row.domain.get("leak_rule", "identity"),
                 )
-                chosen = in_train[picked]  # positions among all train faces
+                chosen = train_rows[in_train[picked]]  # positions in `table`
             plans.append((row, shots, in_test, chosen))
-    # every chosen face of every row, loaded (and resized) once
-    wanted = sorted({int(p) for *_, chosen in plans if chosen is not None for p in chosen})
-    shot_faces = load_faces(shards, size, None, ["train"], wanted) if wanted else None
-    where = {p: i for i, p in enumerate(wanted)}
+    # every test face and every chosen shot, read and resized in one pass over the shards
+    shots_wanted = {int(p) for *_, chosen in plans if chosen is not None for p in chosen}
+    wanted = np.array(sorted(set(test_rows.tolist()) | shots_wanted), dtype=np.int64)
+    faces = load_faces(shards, size, None, ["train", "test"], wanted)
+    where = {int(p): i for i, p in enumerate(wanted)}
+    test = faces.subset(np.array([where[int(p)] for p in test_rows], dtype=np.int64))
 
     records, predictions, models = [], [], {}
     for row, shots, in_test, chosen in plans:
@@ -176,12 +182,12 @@ def evaluate_model(
         if shots == 0:
             probs = predict(trained, images, settings.batch_size, device, dtype)
         else:
-            faces = shot_faces.subset(np.array([where[int(p)] for p in chosen]))
+            shot_faces = faces.subset(np.array([where[int(p)] for p in chosen], dtype=np.int64))
             model = copy.deepcopy(trained).to(tune_device)
             losses = fine_tune(
                 model,
-                faces.images.to(tune_device),
-                faces.labels.to(tune_device),
+                shot_faces.images.to(tune_device),
+                shot_faces.labels.to(tune_device),
                 adapt_settings,
                 seed,
                 tune_device,
@@ -193,7 +199,8 @@ def evaluate_model(
                 "adapt": {
                     "target": dict(row.domain),
                     "shots": shots,
-                    "keys": [f"{k}#{f}" for k, f in zip(faces.table["key"], faces.table["frame"])],
+                    "keys": [f"{k}#{f}" for k, f in
+                             zip(shot_faces.table["key"], shot_faces.table["frame"])],
                     "losses": losses,
                 },
             }
