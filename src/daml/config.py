@@ -26,6 +26,12 @@ FACESETS = {  # faceset -> (dataset, compression or None)
     "wilddeepfake": ("wilddeepfake", None),
 }
 
+
+def faceset_compression(faceset: str) -> str:
+    """The `compression` of the face set's rows in its dataset's manifest ("none": one quality)."""
+    return FACESETS[faceset][1] or "none"
+
+
 T = TypeVar("T")
 
 

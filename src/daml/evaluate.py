@@ -204,13 +204,13 @@ def evaluate_model(
                     "losses": losses,
                 },
             }
-        table = test.table.loc[in_test, PREDICTION_COLUMNS[2:-1]].reset_index(drop=True)
-        table.insert(0, "shots", shots)
-        table.insert(0, "target", row.target)
-        table["prob"] = probs
-        metrics = compute_metrics(table)
+        scored = test.table.loc[in_test, PREDICTION_COLUMNS[2:-1]].reset_index(drop=True)
+        scored.insert(0, "shots", shots)
+        scored.insert(0, "target", row.target)
+        scored["prob"] = probs
+        metrics = compute_metrics(scored)
         records.append({"target": row.target, "shots": shots, **metrics})
-        predictions.append(table)
+        predictions.append(scored)
         log.info(
             "%s at %d shots: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
             row.target,
@@ -226,7 +226,10 @@ def evaluate_model(
         "method": method,
         "seed": seed,
         "faceset": faceset,
-        "settings": {"adapt": dataclasses.asdict(adapt_settings), "evaluate": dataclasses.asdict(settings)},
+        "settings": {
+            "adapt": dataclasses.asdict(adapt_settings),
+            "evaluate": dataclasses.asdict(settings),
+        },
         "evaluations": records,
     }
     with atomic_path(out_models) as tmp:

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from daml.config import FACESETS
+from daml.config import FACESETS, faceset_compression
 from daml.data.manifest import CARRIED_COLUMNS, reason_kind, select_rows, shard_of
 from daml.errors import DamlError
 from daml.io import atomic_path, write_csv
@@ -227,7 +227,8 @@ def describe_split(
     parts = []
     if manifest_csv is not None and Path(manifest_csv).is_file():
         manifest = pd.read_csv(manifest_csv, dtype=str, keep_default_na=False)
-        compression = FACESETS.get(faceset, (None, None))[1] or "none"
+        # a library caller may pass no face set; read the manifest as a single-quality one
+        compression = faceset_compression(faceset) if faceset in FACESETS else "none"
         manifest = manifest[manifest["compression"] == compression]
         manifest = manifest.assign(label=manifest["label"].astype(int))
         listed = set(manifest.loc[select_rows(manifest, techniques, [split]), "key"])

@@ -33,7 +33,7 @@ from daml.errors import DamlError
 from daml.io import atomic_path
 from daml.config import settings_from
 from daml.evaluations import Evaluations
-from daml.tables import METHOD_NAMES
+from daml.tables import method_name
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def _spread(series: Sequence[pd.Series]) -> pd.DataFrame:
 
 def _band(ax, stats: pd.DataFrame, method: str, dashed: bool = False) -> None:
     color = PALETTE.get(method)
-    label = METHOD_NAMES.get(method, method.upper())
+    label = method_name(method)
     if dashed:
         ax.plot(stats.index, stats["mean"], color=color, label=f"{label}, no fine-tuning",
                 linewidth=1.0, linestyle="--")

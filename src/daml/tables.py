@@ -219,9 +219,14 @@ def _quoted_rows(name: str, entry: dict, metric: str, ref: pd.DataFrame, test: s
     return rows
 
 
+def method_name(method: str) -> str:
+    """A method's display name: "DAML" for "daml"; a method without one is upper-cased."""
+    return METHOD_NAMES.get(method, method.upper())
+
+
 def method_label(method: str) -> str:
     """How one of our methods is named in a table: "DAML (ours)"."""
-    return f"{METHOD_NAMES.get(method, method.upper())} (ours)"
+    return f"{method_name(method)} (ours)"
 
 
 def _measured_row(name: str, entry: dict, method: str, metric: str, values: list[float],
@@ -288,7 +293,7 @@ def _comparison_rows(name, entries, methods, seeds, evaluations, spec) -> list[d
     rows = []
     pairs = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
     for a, b in pairs:
-        label = f"{METHOD_NAMES.get(a, a.upper())} - {METHOD_NAMES.get(b, b.upper())}"
+        label = f"{method_name(a)} - {method_name(b)}"
         cells: dict[tuple[str, str], list] = {}
         for entry in entries:
             what = f"tables.{name}: {entry['source']} -> {entry['target']}, {a} against {b}"

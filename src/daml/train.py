@@ -12,12 +12,14 @@ Description:
     source's train split, none sharing an identity with the val videos, `adapt.steps` Adam
     steps at `adapt.lr`, `adapt.bn_mode`), on the training device and precision. The same
     shots serve every validation, so the curve compares like with like. DAML, MAML and ERM
-    are selected alike. The score of theta itself is recorded beside it. A rolling checkpoint with the whole state (model, optimizer,
-    scheduler, iteration, best-so-far, history, every RNG state incl. the task sampler's
-    generator) is written atomically every `checkpoint_every` iterations and after the last
-    one; a later call with the same settings resumes from it (Snakemake does not declare it
-    as an output, so a rerun keeps it). On a CPU with a fixed seed and thread count the
-    resumed run ends with the same bytes as an uninterrupted one.
+    are selected alike. The score of theta itself is recorded beside it.
+
+    A rolling checkpoint with the whole state (model, optimizer, scheduler, iteration,
+    best-so-far, history, every RNG state incl. the task sampler's generator) is written
+    atomically every `checkpoint_every` iterations and after the last one; a later call
+    with the same settings resumes from it (Snakemake does not declare it as an output, so
+    a rerun keeps it). On a CPU with a fixed seed and thread count the resumed run ends
+    with the same bytes as an uninterrupted one.
 
     Learning-rate schedule: Adam at `meta_lr` (paper 1e-3), multiplied by `lr_decay_factor`
     (paper 0.1) every `lr_decay_every` iterations. The paper says "every 150 epochs" but

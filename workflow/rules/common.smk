@@ -15,6 +15,7 @@ daml_config.validate(config, SCHEMA)
 
 DATASETS = daml_config.DATASETS
 FACESETS = daml_config.FACESETS
+faceset_compression = daml_config.faceset_compression
 
 
 wildcard_constraints:
@@ -62,10 +63,6 @@ def all_manifests():
 
 def faceset_dataset(faceset):
     return FACESETS[faceset][0]
-
-
-def faceset_compression(faceset):
-    return FACESETS[faceset][1] or "none"
 
 
 def shard_ids(faceset):

@@ -22,7 +22,7 @@ from typing import Callable, Mapping
 
 import pandas as pd
 
-from daml.config import FACESETS
+from daml.config import FACESETS, faceset_compression
 from daml.data import ffpp
 from daml.data.manifest import IndexSettings, read_dataset, reason_kind, select_rows
 from daml.errors import DamlError
@@ -118,9 +118,8 @@ def buildable(config: Mapping, manifests: Mapping[str, pd.DataFrame]) -> list[di
     """Per table row: can it be built? A split it reads must hold real and fake videos."""
     rows: dict[str, list[str]] = {}
     for row, role, faceset, techniques, split in needed_splits(config):
-        dataset, compression = FACESETS[faceset]
-        manifest = manifests[dataset]
-        manifest = manifest[manifest["compression"] == (compression or "none")]
+        manifest = manifests[FACESETS[faceset][0]]
+        manifest = manifest[manifest["compression"] == faceset_compression(faceset)]
         chosen = manifest[select_rows(manifest, techniques, [split])]
         labels = set(chosen["label"].astype(int))
         missing = [name for label, name in ((0, "real"), (1, "fake")) if label not in labels]
