@@ -74,7 +74,8 @@ PRESET = yaml.safe_load((REPO / "workflow/presets/paper.yaml").read_text())
 PAPER_SHARDS = PRESET["faces"]["shards"]
 PAPER_SEEDS = PRESET["seeds"]
 #: rules whose jobs score a trained model on a target face set (before and after they merged)
-EVALUATION_RULES = ("adapt_model", "evaluate_model")
+# rule names of this and earlier structures, so that old runs can be measured too
+EVALUATION_RULES = ("adapt_model", "evaluate_model", "evaluate_models")
 
 FFPP_TECHNIQUES = ffpp.TECHNIQUES
 FFPP_COMPRESSIONS = ("c23", "c40")
@@ -402,6 +403,9 @@ def face_set_bytes(faceset: str) -> float:
     return FACESET_VIDEOS[faceset] * PRESET["frames"]["per_video"] * side * side * 3
 
 
+MODEL_FILE = re.compile(r"results/train/([^/]+)/([^/]+)/seed(\d+)/model\.pt$")
+
+
 def face_reads(jobs: list[dict]) -> dict:
     """How often the evaluation stage reads face sets, per trained model, and the bytes.
 
@@ -421,10 +425,12 @@ def face_reads(jobs: list[dict]) -> dict:
             match = re.search(r"results/faces/([^/]+)/shard\d+\.npz$", path)
             if match:
                 shards[match[1]] = shards.get(match[1], 0) + 1
-        model = tuple(job["wildcards"].get(k) for k in ("source", "method", "seed"))
+        # the trained models a job serves: the model.pt files among its inputs
+        models = {m.groups() for m in map(MODEL_FILE.search, job["inputs"]) if m}
         for faceset, n in shards.items():
             total += face_set_bytes(faceset) * n / PAPER_SHARDS[faceset]
-            reads[(model, faceset)] = reads.get((model, faceset), 0) + 1
+            for model in models:
+                reads[(model, faceset)] = reads.get((model, faceset), 0) + 1
     most = max(reads.values(), default=0)
     where = next((k for k, v in reads.items() if v == most), None)
     return {"jobs": n_jobs, "bytes": total, "most": most, "where": where}
@@ -575,7 +581,8 @@ def section(result: dict) -> str:
 def notes(jobs: int, n_edges: int, edges: dict[str, tuple[int, int]]) -> list[str]:
     """What limits the time: prose from a cProfile run (snakemake 9.27.1,
     snakemake-executor-plugin-slurm 2.8.0), with this run's counts filled in."""
-    model_rules = [r for r in ("train_model", "adapt_model", "evaluate_model") if r in edges]
+    model_rules = [r for r in ("train_model", "train_models", "adapt_model", "evaluate_model",
+                               "evaluate_models") if r in edges]
     most = max((edges[r][1] for r in model_rules), default=0)
     return [
         "What the time goes to (`--profile 40` runs one dry run under cProfile):",

@@ -27,9 +27,13 @@ IMPORTS = {
     "index_dataset": "daml.data.manifest",
     "extract_frames": "daml.frames",
     "align_faces": "daml.faces",
-    "train_model": "daml.train",
-    "adapt_model": "daml.adapt",
-    "evaluate_model": "daml.evaluate",
+    # the model rules also import torch._dynamo: torch.optim does at the first optimizer
+    "train_models": "daml.train, torch._dynamo",
+    "evaluate_models": "daml.evaluate, torch._dynamo",
+    # earlier structures' rule names, to measure runs made before them
+    "train_model": "daml.train, torch._dynamo",
+    "adapt_model": "daml.adapt, torch._dynamo",
+    "evaluate_model": "daml.evaluate, torch._dynamo",
     "make_table": "daml.tables",
     "plot_figure": "daml.figures",
     "render_report": "daml.report",

@@ -1,17 +1,18 @@
-"""The meta-test of one trained model on one face set: fine-tune on shots, score the test split.
+"""The meta-test of trained models on one face set: fine-tune on shots, score the test split.
 
 Description:
-    One job per trained model (source, method, seed) and target face set serves every table
-    row and shot count that needs them: it loads the face set's test faces once, scores the
-    trained model as it is (shots 0, the zero-shot companion rows) and, for every target
-    and shot count k > 0, fine-tunes a copy on k leak-free faces per class of the target's
-    train split (`daml.adapt`) and scores it. A target is a face set, or FF++ reals with
-    one technique's fakes (Table 3), so several targets share one face set.
+    One job per source, target face set and seed serves the model of every method and every
+    table row and shot count that needs them: it loads the face set's test faces and draws
+    each row's shots once, then for each model scores it as it is (shots 0, the zero-shot
+    companion rows) and, for every target and shot count k > 0, fine-tunes a copy on the k
+    leak-free faces per class of the target's train split (`daml.adapt`) and scores it. A
+    target is a face set, or FF++ reals with one technique's fakes (Table 3), so several
+    targets share one face set.
 
     Scoring runs in eval mode (batch norm with its running statistics, see `daml.model`)
-    under `torch.no_grad`, in batches. Outputs, per job (docs/architecture.md):
+    under `torch.no_grad`, in batches. Outputs, per model (docs/architecture.md):
     - metrics.json: frame- and video-level metrics of every (target, shots), computed on
-      the pooled predictions (`daml.metrics`), with the job's source, method and seed;
+      the pooled predictions (`daml.metrics`), with the model's source, method and seed;
     - predictions.csv: one row per (target, shots, test face);
     - models.pt: each fine-tuned model's weights and its `adapt` record (the faces used).
 """
@@ -99,6 +100,17 @@ def target_techniques(target: Mapping) -> list[str] | None:
     return None if techniques is None else list(techniques)
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One trained model to score and the files its results go to (module docstring)."""
+
+    method: str
+    model: Path
+    metrics: Path
+    predictions: Path
+    models: Path
+
+
 def evaluate_model(
     model_pt: str | Path,
     shards: Sequence[str | Path],
@@ -113,31 +125,94 @@ def evaluate_model(
     out_models: str | Path,
     manifest: str | Path | None = None,
 ) -> dict:
-    """Score one trained model on the targets of one face set, as trained and fine-tuned.
+    """`evaluate_models` for one trained model; returns its metrics.json content."""
+    files = Evaluation(method, Path(model_pt), Path(out_metrics), Path(out_predictions),
+                       Path(out_models))
+    [result] = evaluate_models([files], shards, rows, source, seed, adapt_settings, settings,
+                               manifest)
+    return result
+
+
+def evaluate_models(
+    evaluations: Sequence[Evaluation],
+    shards: Sequence[str | Path],
+    rows: Sequence[Row],
+    source: str,
+    seed: int,
+    adapt_settings: AdaptSettings,
+    settings: EvaluateSettings,
+    manifest: str | Path | None = None,
+) -> list[dict]:
+    """Score trained models of one source and seed on the targets of one face set.
+
+    The face set is read once and each row's shots are drawn once, so every model (one per
+    method) is fine-tuned on the same faces and scored on the same test faces.
 
     Arguments:
-        model_pt: model.pt of the train stage.
+        evaluations: the trained models (model.pt of the train stage, same image size) and
+            their output files.
         shards: the face set's face shards.
         rows: the targets of this face set and their shot counts.
-        source, method, seed: the trained model's keys (the config's names), written into
+        source, seed: the models' source (the config's name) and seed, written into
             metrics.json; the seed also draws each row's shots, as model selection does.
         adapt_settings: the meta-test rule (`daml.adapt`; its device and precision fine-tune).
         settings: `EvaluateSettings` (its device and precision score).
-        out_metrics, out_predictions, out_models: outputs (module docstring).
         manifest: the face set's dataset manifest.csv, for the counts of an empty split.
 
     Returns:
-        the content of metrics.json.
+        the content of each model's metrics.json, in the order of `evaluations`.
     """
     seed = int(seed)  # wildcards may arrive as strings
     if not rows:
-        raise DamlError(f"{model_pt}: no table row or figure evaluates this model on this face set")
+        raise DamlError(
+            f"{evaluations[0].model}: no table row or figure evaluates this model on this face set"
+        )
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
-    tune_device, tune_dtype = runtime(adapt_settings.device, adapt_settings.precision)
-    trained, payload = load_model(model_pt, device)
-    size = int(payload["image_size"])
-    faceset = rows[0].domain.get("faceset")
+    trained = {e.method: load_model(e.model, device) for e in evaluations}
+    sizes = {int(payload["image_size"]) for _, payload in trained.values()}
+    if len(sizes) != 1:
+        raise DamlError(
+            f"models of source {source}, seed {seed} were trained at different image sizes "
+            f"{sorted(sizes)}: retrain them with one train.image_size"
+        )
+    [size] = sizes
+    plans, test, faces, where = _plan(shards, rows, size, seed, manifest)
+    scored = []
+    for files in evaluations:
+        model, _ = trained[files.method]
+        records, predictions, models = _score(
+            files.method, model, plans, test, faces, where, seed, adapt_settings, settings,
+            device, dtype,
+        )
+        result = {
+            "source": source,
+            "method": files.method,
+            "seed": seed,
+            "faceset": rows[0].domain.get("faceset"),
+            "settings": {
+                "adapt": dataclasses.asdict(adapt_settings),
+                "evaluate": dataclasses.asdict(settings),
+            },
+            "evaluations": records,
+        }
+        scored.append((files, result, predictions, models))
+    # written once every model is scored: a model that fails leaves no other model's files
+    for files, result, predictions, models in scored:
+        with atomic_path(files.models) as tmp:
+            torch.save({"image_size": size, "trained": str(files.model), "models": models}, tmp)
+        write_csv(files.predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
+        write_json(files.metrics, result)
+    return [result for _, result, _, _ in scored]
 
+
+def _plan(shards, rows, size, seed, manifest):
+    """Every (row, shots) to score, with its test faces and shots, and the faces they need.
+
+    Returns:
+        (plans [(row, shots, test mask, shot positions or None)], test faces, the loaded
+        faces, {position in the face-set table: index into the loaded faces}).
+    """
+    faceset = rows[0].domain.get("faceset")
     # the face set's train and test rows; each shard's crops are read once, below
     table = load_table(shards, None, ["train", "test"])
     split = table["split"].to_numpy()
@@ -175,7 +250,13 @@ def evaluate_model(
     faces = load_faces(shards, size, None, ["train", "test"], wanted)
     where = {int(p): i for i, p in enumerate(wanted)}
     test = faces.subset(np.array([where[int(p)] for p in test_rows], dtype=np.int64))
+    return plans, test, faces, where
 
+
+def _score(method, trained, plans, test, faces, where, seed, adapt_settings, settings, device,
+           dtype):
+    """One model's records, prediction frames and fine-tuned weights, plan by plan."""
+    tune_device, tune_dtype = runtime(adapt_settings.device, adapt_settings.precision)
     records, predictions, models = [], [], {}
     for row, shots, in_test, chosen in plans:
         images = test.images[torch.as_tensor(in_test)]
@@ -212,7 +293,8 @@ def evaluate_model(
         records.append({"target": row.target, "shots": shots, **metrics})
         predictions.append(scored)
         log.info(
-            "%s at %d shots: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
+            "%s on %s at %d shots: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
+            method,
             row.target,
             shots,
             metrics["frame"]["auc"],
@@ -221,19 +303,4 @@ def evaluate_model(
             metrics["frame"]["n"],
             metrics["video"]["n"],
         )
-    result = {
-        "source": source,
-        "method": method,
-        "seed": seed,
-        "faceset": faceset,
-        "settings": {
-            "adapt": dataclasses.asdict(adapt_settings),
-            "evaluate": dataclasses.asdict(settings),
-        },
-        "evaluations": records,
-    }
-    with atomic_path(out_models) as tmp:
-        torch.save({"image_size": size, "trained": str(model_pt), "models": models}, tmp)
-    write_csv(out_predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
-    write_json(out_metrics, result)
-    return result
+    return records, predictions, models

@@ -44,8 +44,8 @@ PARTIAL_BANNER = ("Some of these numbers come from the embedded synthetic benchm
                   "below); those test the pipeline and are not a reproduction of the paper.")
 TABLE_ORDER = ("table1", "table2", "table3", "loto")
 FIGURE_ORDER = ("figure2", "figure3", "figure_shots")
-STAGE_ORDER = ("generate_benchmark", "index_dataset", "extract_frames", "align_faces", "train_model",
-               "evaluate_model", "make_table", "plot_figure", "render_report")
+STAGE_ORDER = ("generate_benchmark", "index_dataset", "extract_frames", "align_faces", "train_models",
+               "evaluate_models", "make_table", "plot_figure", "render_report")
 DISTRIBUTIONS = {  # shown name -> distribution name
     "daml-repro": "daml-repro", "torch": "torch", "numpy": "numpy", "pandas": "pandas",
     "scikit-learn": "scikit-learn", "snakemake": "snakemake",

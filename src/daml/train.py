@@ -228,6 +228,7 @@ def train_model(
         method, settings.daml_weight, settings.inner_lr, settings.inner_steps, settings.first_order
     )
     seed = int(seed)  # wildcards may arrive as strings
+    log.info("training %s, seed %d, on source %s", method, seed, source.get("faceset"))
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     # No torch.use_deterministic_algorithms: every CPU op used here is deterministic for a
     # fixed thread count (tests/unit/test_train.py resumes to identical bytes without it),

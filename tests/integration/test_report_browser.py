@@ -85,7 +85,7 @@ def build_report(root: Path) -> Path:
                   "compression": "c23", "video": ["1", "2", "1_2", "2_1"], "split": ["train", "test", "train", "test"],
                   "label": [0, 0, 1, 1], "path": "/x", "member": "", "target_id": "1", "source_id": ""}
                  ).to_csv(manifest, index=False)
-    bench = root / "benchmarks" / "train_model" / "ffpp-c23" / "daml" / "seed0.tsv"
+    bench = root / "benchmarks" / "train_models" / "ffpp-c23" / "seed0.tsv"
     bench.parent.mkdir(parents=True)
     bench.write_text("s\th:m:s\tmax_rss\n125.5\t0:02:05\t812.3\n")
 

@@ -36,7 +36,7 @@ SNAKEFILE = REPO / "Snakefile"
 # the same configuration as the shared local run (fixture `tiny_run`) it is compared with
 CONFIGFILES = [REPO / "config.yaml", REPO / "tests/workflow/config.yaml"]
 RUN_TIMEOUT = int(os.environ.get("DAML_SLURM_TIMEOUT", "1800"))
-GPU_RULES = ("train_model", "evaluate_model")
+GPU_RULES = ("train_models", "evaluate_models")
 # Keys/columns that legitimately differ between two runs of the same work.
 VOLATILE = re.compile(r"time|seconds|duration|elapsed|date|host|cuda|device", re.IGNORECASE)
 

@@ -58,10 +58,10 @@ def test_stage_times_sum_per_rule(tmp_path):
     bench = tmp_path / "benchmarks"
     write_bench(bench / "align_faces" / "ffpp-c23" / "shard000.tsv", [10.5], [100.0])
     write_bench(bench / "align_faces" / "ffpp-c23" / "shard001.tsv", [20.0], [300.0])
-    write_bench(bench / "train_model" / "ffpp-c23" / "daml" / "seed0.tsv", [3600.0, 3700.0], [50.0, 60.0])  # repeat=2
+    write_bench(bench / "train_models" / "ffpp-c23" / "seed0.tsv", [3600.0, 3700.0], [50.0, 60.0])  # repeat=2
     write_bench(bench / "make_table" / "table1.tsv", [1.0], [float("nan")])
     rows = report.stage_times(bench)
-    assert [r["rule"] for r in rows] == ["align_faces", "train_model", "make_table"]  # pipeline order
+    assert [r["rule"] for r in rows] == ["align_faces", "train_models", "make_table"]  # pipeline order
     assert rows[0]["seconds"] == pytest.approx(30.5) and rows[0]["jobs"] == 2 and rows[0]["max_rss_mb"] == "300"
     assert rows[1]["seconds"] == pytest.approx(3650.0) and rows[1]["hms"] == "1:00:50"
     assert rows[2]["max_rss_mb"] == ""

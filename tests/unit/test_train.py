@@ -12,7 +12,7 @@ import torch
 from daml.adapt import AdaptSettings, adapted_copy
 from daml.data import ffpp
 from daml.errors import DamlError
-from daml.evaluate import EvaluateSettings, Row, evaluate_model
+from daml.evaluate import Evaluation, EvaluateSettings, Row, evaluate_model, evaluate_models
 from daml.facedata import load_faces, to_input, write_face_shards
 from daml.model import load_model
 from daml.train import TrainSettings, train_model
@@ -375,6 +375,30 @@ def test_one_job_scores_every_target_of_the_face_set_as_single_jobs_would(tmp_pa
         alone = pd.read_csv(tmp_path / target / "predictions.csv")
         mine = together[together.target == target].reset_index(drop=True)
         pd.testing.assert_frame_equal(mine, alone)
+
+
+def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_path, shards):
+    trained = {m: run(tmp_path / m, shards, method=m, iterations=10)[1]["out_model"] for m in ("daml", "erm")}
+    rows = [Row("nt", NT, (0, 4))]
+    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
+    jobs = [Evaluation(m, trained[m], tmp_path / f"{m}.json", tmp_path / f"{m}.csv", tmp_path / f"{m}.pt")
+            for m in ("daml", "erm")]
+    results = evaluate_models(jobs, shards, rows, "src", 0, adapt_settings(), scoring)
+    assert [r["method"] for r in results] == ["daml", "erm"]
+    keys = []
+    for method in ("daml", "erm"):
+        alone = tmp_path / f"alone-{method}"
+        evaluate(trained[method], shards, alone, "nt", NT, (0, 4))
+        together = pd.read_csv(tmp_path / f"{method}.csv")
+        pd.testing.assert_frame_equal(together, pd.read_csv(alone / "predictions.csv"))
+        keys.append(torch.load(tmp_path / f"{method}.pt", weights_only=False)["models"]["nt/shots4"]["adapt"]["keys"])
+    assert keys[0] == keys[1]  # both methods fine-tuned on the same faces
+    assert not pd.read_csv(tmp_path / "daml.csv").prob.equals(pd.read_csv(tmp_path / "erm.csv").prob)
+
+    other = run(tmp_path / "big", shards, method="maml", iterations=2, image_size=24)[1]["out_model"]
+    mixed = [jobs[0], Evaluation("maml", other, tmp_path / "x.json", tmp_path / "x.csv", tmp_path / "x.pt")]
+    with pytest.raises(DamlError, match=r"different image sizes \[16, 24\]"):
+        evaluate_models(mixed, shards, rows, "src", 0, adapt_settings(), scoring)
 
 
 @pytest.mark.parametrize("bn_mode", ["source", "shots", "batch"])

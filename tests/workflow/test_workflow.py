@@ -67,13 +67,12 @@ def test_snakefmt_formatted():
 
 def test_dry_run_job_counts(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1").stdout)
-    # 3 sources (ffpp-c23, ffpp-c40-df, ffpp-c40-no-nt) x 3 methods x 2 seeds
-    assert counts["train_model"] == 18
-    # one evaluation per trained model and target face set, for all its rows and shot counts:
-    # c23 on ffpp-c23 and on celebdf (Table 2 and the shots figure), df on ffpp-c40 (two
-    # Table 3 rows), no-nt on ffpp-c40; x 3 methods x 2 seeds
-    assert counts["evaluate_model"] == 24
-    assert "adapt_model" not in counts
+    # 3 sources (ffpp-c23, ffpp-c40-df, ffpp-c40-no-nt) x 2 seeds, each job every method
+    assert counts["train_models"] == 6
+    # one evaluation per source, target face set and seed, for every method, row and shot
+    # count: c23 on ffpp-c23 and on celebdf (Table 2 and the shots figure), df on ffpp-c40
+    # (two Table 3 rows), no-nt on ffpp-c40; x 2 seeds
+    assert counts["evaluate_models"] == 8
     assert counts["generate_benchmark"] == counts["index_dataset"] == 4
     # face sets the tiny tables need: ffpp-c23 (2 shards), ffpp-c40 (1), celebdf (1)
     assert counts["align_faces"] == counts["extract_frames"] == 4
@@ -82,8 +81,8 @@ def test_dry_run_job_counts(tmp_path):
 
 def test_named_target_builds_only_what_it_needs(tmp_path):
     counts = job_counts(snakemake(tmp_path, "-n", "--cores", "1", "table1").stdout)
-    assert counts["train_model"] == 6  # ffpp-c23 only
-    assert counts["evaluate_model"] == 6
+    assert counts["train_models"] == 2  # ffpp-c23 only, 2 seeds
+    assert counts["evaluate_models"] == 2
     assert "render_report" not in counts
     assert counts["align_faces"] == 2  # the two ffpp-c23 shards, no other face set
     assert counts["generate_benchmark"] == 1
@@ -192,7 +191,9 @@ def copy_preprocessed(src: Path, dst: Path) -> None:
 def test_killed_training_resumes_to_the_same_model(tiny_run, tmp_path):
     import torch
 
-    longer = overlay(tmp_path, "longer.yaml", {"train": {"iterations": 120, "checkpoint_every": 20}})
+    # one method: the job trains each configured method in turn
+    longer = overlay(tmp_path, "longer.yaml", {"methods": ["daml"],
+                                               "train": {"iterations": 120, "checkpoint_every": 20}})
     configs = (TINY_CONFIG, longer)
     target = "results/train/ffpp-c23/daml/seed0/model.pt"
 
@@ -220,7 +221,7 @@ def test_killed_training_resumes_to_the_same_model(tiny_run, tmp_path):
     # what a user does after a killed run: release Snakemake's lock, rerun
     snakemake(killed, "--unlock", configs=configs)
     snakemake(killed, "--cores", "1", "--rerun-incomplete", target, configs=configs)
-    train_log = (killed / "results/logs/train_model/ffpp-c23/daml/seed0.log").read_text()
+    train_log = (killed / "results/logs/train_models/ffpp-c23/seed0.log").read_text()
     assert "resum" in train_log.lower(), "the rerun did not resume from the checkpoint"
 
     a = torch.load(straight / target, weights_only=False)["state_dict"]
@@ -266,7 +267,7 @@ def test_killed_face_shard_reruns_cleanly(tiny_run, tmp_path):
     command = [
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(work), "--configfile", str(REPO / "config.yaml"), str(TINY_CONFIG),
-        "--cores", "2", f"{shard}.csv",  # as the reference run: same detector threads
+        "--cores", "2", f"{shard}.csv",  # as the reference run
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     frames = work / "results/frames/ffpp-c23/shard000"
@@ -310,19 +311,19 @@ def test_empty_val_and_test_splits_stop_with_counts_reasons_and_skip_tables(tiny
     # 2 pairs per split: 4 reals and 4 x 4 fakes
     assert corrupt_split(root, "val", "c23") == 20
     assert corrupt_split(root, "test", "c40") == 20
-    extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}})
+    extra = overlay(tmp_path, "real.yaml", {"datasets": {"roots": {"ffpp": str(root)}}, "methods": ["erm"]})
     work = tmp_path / "work"
     train = "results/train/ffpp-c23/erm/seed0/model.pt"
     evaluate = "results/evaluate/ffpp-c40-df/ffpp-c40/erm/seed0/metrics.json"
     result = snakemake(work, "--cores", "2", "--keep-going", train, evaluate,
                        configs=(TINY_CONFIG, extra), check=False)
     assert result.returncode != 0
-    train_log = (work / "results/logs/train_model/ffpp-c23/erm/seed0.log").read_text()
+    train_log = (work / "results/logs/train_models/ffpp-c23/seed0.log").read_text()
     assert "source ffpp-c23: no faces in the val split" in train_log
     # every technique of the face set: 4 reals and 4 x 4 fakes of the val pairs
     assert "lists 20 val videos of ffpp-c23; 0 gave faces (0 faces); skipped whole: 20 (" in train_log
     assert "Skip tables: results/faces/ffpp-c23/shard000.skips.csv, results/faces/ffpp-c23/shard001.skips.csv" in train_log
-    evaluate_log = (work / "results/logs/evaluate_model/ffpp-c40-df/ffpp-c40/erm/seed0.log").read_text()
+    evaluate_log = (work / "results/logs/evaluate_models/ffpp-c40-df/ffpp-c40/seed0.log").read_text()
     assert "target ffpp-c40-df (ffpp-c40, techniques ['Deepfakes']) has no test faces" in evaluate_log
     # the target is Deepfakes and the reals: 4 reals and 4 Deepfakes fakes of the test pairs
     assert "lists 8 test videos of ffpp-c40; 0 gave faces (0 faces); skipped whole: 8 (" in evaluate_log
@@ -333,14 +334,14 @@ def test_empty_val_and_test_splits_stop_with_counts_reasons_and_skip_tables(tiny
 
 def test_too_few_shots_stop_with_the_pool_counts(tiny_run, tmp_path):
     work = tmp_path / "work"
-    for part in ("synthetic", "data", "faces", "train/ffpp-c23/erm/seed0"):
+    for part in ("synthetic", "data", "faces", "train/ffpp-c23"):
         shutil.copytree(tiny_run / "results" / part, work / "results" / part, copy_function=shutil.copy2)
     many = overlay(tmp_path, "many.yaml", {"tables": {"table2": [
         {"source": "ffpp-c23", "target": "celebdf", "shots": 500}]}})
     target = "results/evaluate/ffpp-c23/celebdf/erm/seed0/metrics.json"
     result = snakemake(work, "--cores", "1", target, configs=(TINY_CONFIG, many), check=False)
     assert result.returncode != 0
-    log = (work / "results/logs/evaluate_model/ffpp-c23/celebdf/erm/seed0.log").read_text()
+    log = (work / "results/logs/evaluate_models/ffpp-c23/celebdf/seed0.log").read_text()
     assert "target celebdf (celebdf):" in log and "fewer than shots=500" in log
     assert "Train split: the manifest results/data/celebdf/manifest.csv lists" in log
     assert "Skip tables: results/faces/celebdf/shard000.skips.csv" in log

@@ -22,7 +22,6 @@ wildcard_constraints:
     dataset="|".join(DATASETS),
     faceset="|".join(FACESETS),
     source="|".join(config["sources"]) or "NO_SOURCE",
-    method="|".join(config["methods"]),
     seed=r"\d+",
     shard=r"\d{3}",
     table="table1|table2|table3|loto",
@@ -112,7 +111,17 @@ def used_facesets():
     return [f for f in FACESETS if f in names]
 
 
-# ---------------------------------------------------------------- train, adapt, evaluate
+# ---------------------------------------------------------------- train, evaluate
+
+# One model per source, method and seed; its evaluation per target face set. A training or
+# evaluation job serves every method of `methods` at once (rules train_models, evaluate_models).
+TRAIN_FILE = "results/train/{source}/{method}/seed{seed}/{file}"
+EVALUATION_FILE = "results/evaluate/{source}/{faceset}/{method}/seed{seed}/{file}"
+
+
+def method_files(pattern, file):
+    """One file per configured method, the job's other wildcards left open."""
+    return expand(pattern, method=config["methods"], file=file, allow_missing=True)
 
 
 def source_faceset(wildcards):
@@ -164,31 +173,29 @@ def evaluation_rows_of(wildcards):
     return evaluation_rows(wildcards.source, wildcards.faceset)
 
 
-def evaluation_files(kind, pairs):
+def evaluation_files(file, pairs):
     """metrics.json or predictions.csv of every method and seed for (source, target) pairs."""
     groups = dict.fromkeys((s, config["targets"][t]["faceset"]) for s, t in pairs)
     return [
-        getattr(rules.evaluate_model.output, kind).format(
-            source=s, faceset=f, method=m, seed=seed
-        )
+        EVALUATION_FILE.format(source=s, faceset=f, method=m, seed=seed, file=file)
         for s, f in groups
         for m in config["methods"]
         for seed in config["seeds"]
     ]
 
 
-def table_evaluations(table, kind):
+def table_evaluations(table, file):
     return evaluation_files(
-        kind, [(e["source"], e["target"]) for e in config["tables"][table]]
+        file, [(e["source"], e["target"]) for e in config["tables"][table]]
     )
 
 
 def table_metrics(wildcards):
-    return table_evaluations(wildcards.table, "metrics")
+    return table_evaluations(wildcards.table, "metrics.json")
 
 
 def table_predictions(wildcards):
-    return table_evaluations(wildcards.table, "predictions")
+    return table_evaluations(wildcards.table, "predictions.csv")
 
 
 def table_entries(wildcards):
@@ -198,27 +205,27 @@ def table_entries(wildcards):
 def shots_evaluations():
     fig = config["figures"]
     return evaluation_files(
-        "metrics", [(fig["shots_source"], t) for t in fig["shots_targets"]]
+        "metrics.json", [(fig["shots_source"], t) for t in fig["shots_targets"]]
     )
 
 
-def curve_histories(kind):
+def curve_histories(file):
     """history.csv or validation.csv of MAML and DAML on the curves source, every seed."""
     methods = [m for m in ("maml", "daml") if m in config["methods"]]
-    path = getattr(rules.train_model.output, kind)
     return expand(
-        path,
+        TRAIN_FILE,
         source=config["figures"]["curves_source"],
         method=methods,
         seed=config["seeds"],
+        file=file,
     )
 
 
 def figure_inputs(wildcards):
     if wildcards.figure == "figure2":
-        return curve_histories("history")
+        return curve_histories("history.csv")
     if wildcards.figure == "figure3":
-        return curve_histories("validation")
+        return curve_histories("validation.csv")
     return shots_evaluations()
 
 

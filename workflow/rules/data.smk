@@ -8,6 +8,7 @@ rule generate_benchmark:
         "results/logs/generate_benchmark/{dataset}.log",
     benchmark:
         "results/benchmarks/generate_benchmark/{dataset}.tsv"
+    priority: 1  # as the frames and faces stages: all data before any training
     conda:
         "../../envs/data.yaml"
     threads: 1
@@ -37,6 +38,7 @@ rule index_dataset:
         problems="results/data/{dataset}/problems.csv",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
+    priority: 1  # as the frames and faces stages: all data before any training
     conda:
         "../../envs/data.yaml"
     threads: 1

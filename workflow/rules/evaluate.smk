@@ -1,21 +1,22 @@
-# Evaluation stage, the paper's meta-test: one job per trained model and target face set scores
-# the model as trained and, for every row and shot count that needs it, fine-tuned on that many
-# leak-free faces per class of the target's train split. The face set is loaded once.
+# Evaluation stage, the paper's meta-test: one job per source, target face set and seed scores
+# the model of every method as trained and, for every row and shot count that needs it,
+# fine-tuned on that many leak-free faces per class of the target's train split. The face set
+# is loaded once and the shots are drawn once, so the methods meet the same faces.
 
 
-rule evaluate_model:
+rule evaluate_models:
     input:
         unpack(faceset_shards),
         manifest=faceset_manifest_of,
-        model=rules.train_model.output.model,
+        models=rules.train_models.output.models,
     output:
-        metrics="results/evaluate/{source}/{faceset}/{method}/seed{seed}/metrics.json",
-        predictions="results/evaluate/{source}/{faceset}/{method}/seed{seed}/predictions.csv",
-        models="results/evaluate/{source}/{faceset}/{method}/seed{seed}/models.pt",
+        metrics=method_files(EVALUATION_FILE, "metrics.json"),
+        predictions=method_files(EVALUATION_FILE, "predictions.csv"),
+        models=method_files(EVALUATION_FILE, "models.pt"),
     log:
-        "results/logs/evaluate_model/{source}/{faceset}/{method}/seed{seed}.log",
+        "results/logs/evaluate_models/{source}/{faceset}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/evaluate_model/{source}/{faceset}/{method}/seed{seed}.tsv"
+        "results/benchmarks/evaluate_models/{source}/{faceset}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -24,8 +25,9 @@ rule evaluate_model:
         runtime=60,
         gpu=1,
     params:
+        methods=config["methods"],
         rows=evaluation_rows_of,
         adapt=config["adapt"],
         settings=config["evaluate"],
     script:
-        "../../scripts/evaluate_model.py"
+        "../../scripts/evaluate_models.py"

@@ -11,6 +11,7 @@ rule extract_frames:
         "results/logs/extract_frames/{faceset}/shard{shard}.log",
     benchmark:
         "results/benchmarks/extract_frames/{faceset}/shard{shard}.tsv"
+    priority: 1  # as align_faces: every face set before any training
     # on a cluster both steps of a shard run as one job, so the frames never leave the node
     group:
         "faces"

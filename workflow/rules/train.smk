@@ -1,21 +1,23 @@
-# Training stage: DAML, MAML or ERM on a source's tasks. One model per source, method and seed,
-# shared by every table row that names the source. Validation selects the model after the
-# meta-test fine-tuning (`adapt` settings), as the tables score it. The rolling checkpoint is
-# not an output, so Snakemake keeps it when a killed job is rerun and training resumes from it.
+# Training stage: DAML, MAML and ERM on a source's tasks. One job per source and seed trains
+# every configured method in turn, on the same faces, tasks, validation faces and selection
+# shots, and writes one model per method; every table row that names the source reuses them.
+# Validation selects each model after the meta-test fine-tuning (`adapt` settings), as the
+# tables score it. The rolling checkpoints are not outputs, so Snakemake keeps them when a
+# killed job is rerun, and each method resumes from its own.
 
 
-rule train_model:
+rule train_models:
     input:
         unpack(source_shards),
         manifest=source_manifest,
     output:
-        model="results/train/{source}/{method}/seed{seed}/model.pt",
-        history="results/train/{source}/{method}/seed{seed}/history.csv",
-        validation="results/train/{source}/{method}/seed{seed}/validation.csv",
+        models=method_files(TRAIN_FILE, "model.pt"),
+        histories=method_files(TRAIN_FILE, "history.csv"),
+        validations=method_files(TRAIN_FILE, "validation.csv"),
     log:
-        "results/logs/train_model/{source}/{method}/seed{seed}.log",
+        "results/logs/train_models/{source}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train_model/{source}/{method}/seed{seed}.tsv"
+        "results/benchmarks/train_models/{source}/seed{seed}.tsv"
     conda:
         "../../envs/train.yaml"
     threads: 1
@@ -24,9 +26,10 @@ rule train_model:
         runtime=240,
         gpu=1,
     params:
+        methods=config["methods"],
         source=source_domain,
         settings=config["train"],
         selection=config["adapt"],
-        checkpoint="results/train/{source}/{method}/seed{seed}/checkpoint.pt",
+        checkpoints=method_files(TRAIN_FILE, "checkpoint.pt"),
     script:
-        "../../scripts/train_model.py"
+        "../../scripts/train_models.py"
