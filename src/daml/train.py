@@ -5,7 +5,8 @@ Description:
     `iterations` steps of `daml.meta` (one sampled batch of tasks per step), validates on
     the source's val split every `validate_every` iterations (and after the last one) and
     keeps the weights with the best validation AUC (ties: lower loss). The test split is
-    never read here.
+    never read here. `train_models` trains several methods on one source and seed and
+    loads the faces once for all of them.
 
     Validation scores what the tables report: theta_d, a copy of the current weights
     fine-tuned by the meta-test rule (`daml.adapt`: `adapt.shots` faces per class from the
@@ -57,7 +58,7 @@ from daml.graphed import EagerRunner, GraphedRunner
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
 from daml.model import autocast, build_model, runtime
-from daml.tasks import TaskSampler, build_tasks
+from daml.tasks import Task, TaskSampler, build_tasks
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,7 @@ def train_model(
     out_validation: str | Path,
     checkpoint_path: str | Path,
     manifest: str | Path | None = None,
+    data: SourceData | None = None,
 ) -> dict:
     """Train one model on a source with DAML, MAML or ERM; select on validation.
 
@@ -220,6 +222,8 @@ def train_model(
         out_validation: validation.csv (`VALIDATION_COLUMNS`).
         checkpoint_path: rolling checkpoint, resumed from when it matches.
         manifest: the source dataset's manifest.csv, for the counts of an empty split.
+        data: the source as `load_source` gives it for this seed and these settings, when
+            several methods train on it (`train_models`); None reads the shards.
 
     Returns:
         dict with `best_iteration` and the best validation row.
@@ -236,7 +240,12 @@ def train_model(
     torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
-    data = _load_source(shards, source, seed, settings, adapt_settings, device, manifest)
+    if data is None:
+        data = load_source(shards, source, seed, settings, adapt_settings, device, manifest)
+    # each model draws its own batches from the seed, whoever trained on the source before
+    sampler = TaskSampler(
+        data.tasks, settings.tasks_per_batch, settings.support_size, settings.query_size, seed
+    )
 
     model = build_model(settings.image_size, seed).to(device, memory_format=torch.channels_last)
     # a graph replays Adam's update, so its step count must live on the GPU (capturable);
@@ -253,11 +262,11 @@ def train_model(
     checkpoint_path = Path(checkpoint_path)
     if checkpoint_path.exists():
         resumed = _resume(
-            checkpoint_path, fingerprint, settings, model, optimizer, scheduler, data.sampler
+            checkpoint_path, fingerprint, settings, model, optimizer, scheduler, sampler
         )
         state = resumed or state
 
-    runner = _runner(model, optimizer, chosen, data, device, dtype, settings)
+    runner = _runner(model, optimizer, chosen, data.images, sampler, device, dtype, settings)
     model.train()
     progress = tqdm(
         range(state["iteration"] + 1, settings.iterations + 1),
@@ -267,7 +276,7 @@ def train_model(
         mininterval=5,
     )
     for iteration in progress:
-        runner.step(data.sampler.sample(), iteration, scheduler.get_last_lr()[0])
+        runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
         scheduler.step()
         log_now = iteration % settings.log_every == 0
         validate_now = iteration % settings.validate_every == 0
@@ -288,7 +297,7 @@ def train_model(
         if checkpoint_now:
             _save_checkpoint(
                 checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler,
-                data.sampler,
+                sampler,
             )
     progress.close()
     if settings.iterations % settings.validate_every != 0 or state["best"] is None:
@@ -317,16 +326,53 @@ def train_model(
     return {"best_iteration": best["iteration"], **best["row"]}
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """One method to train on a source, and where its model, logs and checkpoint go."""
+
+    method: str
+    model: Path
+    history: Path
+    validation: Path
+    checkpoint: Path
+
+
+def train_models(
+    shards: Sequence[str | Path],
+    source: dict,
+    seed: int,
+    settings: TrainSettings,
+    adapt_settings: AdaptSettings,
+    runs: Sequence[ModelFiles],
+    manifest: str | Path | None = None,
+) -> list[dict]:
+    """`train_model` for several methods on one source and seed, reading the source once.
+
+    Every method trains on the same faces, tasks, validation faces and selection shots, with
+    batches drawn from the seed as if it trained alone. Returns each `train_model` summary.
+    """
+    seed = int(seed)
+    device, _ = runtime(settings.device, settings.precision, settings.threads)
+    data = load_source(shards, source, seed, settings, adapt_settings, device, manifest)
+    return [
+        train_model(
+            shards, source, run.method, seed, settings, adapt_settings, run.model, run.history,
+            run.validation, run.checkpoint, manifest, data,
+        )
+        for run in runs
+    ]
+
+
 @dataclass
 class SourceData:
     """What training reads from the source: its train faces, tasks and the selection set."""
 
     images: torch.Tensor
-    sampler: TaskSampler
+    tasks: list[Task]
     selection: Selection
 
 
-def _load_source(shards, source, seed, settings, adapt_settings, device, manifest) -> SourceData:
+def load_source(shards, source, seed, settings, adapt_settings, device, manifest) -> SourceData:
     """The source's train and val faces, its tasks and the shots and val faces of selection."""
     techniques = source.get("techniques")  # None: every fake technique of the face set
     faceset = source.get("faceset")
@@ -369,10 +415,7 @@ def _load_source(shards, source, seed, settings, adapt_settings, device, manifes
         len(val_faces),
         [t.name for t in tasks],
     )
-    sampler = TaskSampler(
-        tasks, settings.tasks_per_batch, settings.support_size, settings.query_size, seed
-    )
-    return SourceData(train_faces.images.to(device), sampler, selection)
+    return SourceData(train_faces.images.to(device), tasks, selection)
 
 
 def _selection_rule(adapt_settings: AdaptSettings) -> dict:
@@ -383,21 +426,21 @@ def _selection_rule(adapt_settings: AdaptSettings) -> dict:
     return rule
 
 
-def _runner(model, optimizer, method, data, device, dtype, settings):
+def _runner(model, optimizer, method, images, sampler, device, dtype, settings):
     """The step runner: CUDA-graph replay on a GPU (unless `cuda_graph` is off), else eager."""
     if settings.cuda_graph and device.type == "cuda":
         return GraphedRunner(
             model,
             optimizer,
             method,
-            data.images,
-            data.sampler.tasks_per_batch,
+            images,
+            sampler.tasks_per_batch,
             settings.support_size,
             settings.query_size,
             dtype,
         )
     make_autocast = (lambda: autocast(device, dtype)) if dtype is not None else None
-    return EagerRunner(model, optimizer, method, data.images, make_autocast)
+    return EagerRunner(model, optimizer, method, images, make_autocast)
 
 
 def _validate_and_select(state, iteration, model, selection, device, dtype, settings) -> None:

@@ -15,7 +15,8 @@ from daml.errors import DamlError
 from daml.evaluate import Evaluation, EvaluateSettings, Row, evaluate_model, evaluate_models
 from daml.facedata import load_faces, to_input, write_face_shards
 from daml.model import load_model
-from daml.train import TrainSettings, train_model
+from daml import train as train_module
+from daml.train import ModelFiles, TrainSettings, train_model, train_models
 
 torch.set_num_threads(1)
 TECHNIQUES = list(ffpp.TECHNIQUES)
@@ -264,6 +265,25 @@ def test_same_seed_same_weights_other_seed_differs(tmp_path, shards):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not torch.equal(wa["head.weight"], wc["head.weight"])
     assert files_equal(a, b, "out_history")
+
+
+def test_methods_of_one_job_read_the_source_once_and_train_as_alone(tmp_path, shards, monkeypatch):
+    reads = []
+    monkeypatch.setattr(train_module, "load_faces", lambda *a, **k: reads.append(a) or load_faces(*a, **k))
+    methods = ("daml", "maml", "erm")
+    files = [ModelFiles(m, *(tmp_path / m / n for n in ("model.pt", "history.csv", "validation.csv",
+                                                       "checkpoint.pt"))) for m in methods]
+    for f in files:
+        f.model.parent.mkdir()
+    train_models(shards, SOURCE, 0, settings(iterations=8, validate_every=4), adapt_settings(), files)
+    assert len(reads) == 2  # the train and the val split, once for the three methods
+    for method, f in zip(methods, files):
+        _, alone = run(tmp_path / f"alone-{method}", shards, method=method, iterations=8, validate_every=4)
+        a = torch.load(alone["out_model"], weights_only=False)["state_dict"]
+        b = torch.load(f.model, weights_only=False)["state_dict"]
+        assert all(torch.equal(a[k], b[k]) for k in a), method
+        for out, mine in (("out_history", f.history), ("out_validation", f.validation)):
+            assert alone[out].read_text() == mine.read_text(), (method, out)
 
 
 def test_nan_loss_stops_without_a_model(tmp_path, shards):
