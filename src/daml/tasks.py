@@ -3,8 +3,12 @@
 Description:
     A task is one source domain (paper section 2): the fake faces of one manipulation
     technique plus the real faces of the same faceset and split. Every meta-iteration
-    draws a batch of distinct tasks and, for each, a support and a query batch drawn
-    independently, each balanced (half fake, half real; the real half gets the odd face).
+    draws a batch of distinct tasks and, for each, a support and a query batch, each
+    balanced (half fake, half real; the real half gets the odd face). The two batches of
+    a task never share a video: each draw deals the task's videos of each class at random
+    into a support half and a query half, and each batch draws its faces from its half, so
+    the query loss measures adaptation to other footage, not to other frames of the
+    support's own videos.
 
     Choices the paper leaves open:
     - One technique as source (Table 3): a single task would make meta-learning plain
@@ -43,11 +47,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Task:
-    """One source task: positions (into a `Faces` table) of its fake and real faces."""
+    """One source task: positions (into a `Faces` table) of its fake and real faces.
+
+    Attributes:
+        name: the technique (or pseudo-domain) name.
+        fake, real: positions of the task's fake and real faces.
+        fake_videos, real_videos: the video of each of those faces, as any labels (the
+            face table's `key`); None counts every face as a video of its own.
+    """
 
     name: str
     fake: np.ndarray
     real: np.ndarray
+    fake_videos: np.ndarray | None = None
+    real_videos: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,7 @@ def build_tasks(table: pd.DataFrame, techniques: Sequence[str], pseudo_domains: 
     """
     labels = table["label"].to_numpy()
     technique = table["technique"].to_numpy()
+    videos = table["key"].astype(str).to_numpy()
     real = np.flatnonzero(labels == 0)
     if len(real) == 0:
         raise DamlError("source has no real faces in this split: check the faces stage output")
@@ -160,7 +174,7 @@ def build_tasks(table: pd.DataFrame, techniques: Sequence[str], pseudo_domains: 
                 f"source technique {name!r} has no fake faces in this split: check "
                 "sources.*.techniques in the config against the manifest"
             )
-        tasks.append(Task(name, fake, real))
+        tasks.append(Task(name, fake, real, videos[fake], videos[real]))
     if len(techniques) == 1 and pseudo_domains > 1:
         tasks = _pseudo_domains(table, tasks[0], pseudo_domains)
     return tasks
@@ -186,7 +200,8 @@ def _pseudo_domains(table: pd.DataFrame, task: Task, groups: int) -> list[Task]:
                 len(reals),
             )
             continue
-        split.append(Task(f"{task.name}#{g}", fake, reals))
+        keys = table["key"].astype(str).to_numpy()
+        split.append(Task(f"{task.name}#{g}", fake, reals, keys[fake], keys[reals]))
     if not split:
         raise DamlError(
             f"no pseudo-domain of {task.name!r} has both classes: lower train.pseudo_domains"
@@ -195,7 +210,7 @@ def _pseudo_domains(table: pd.DataFrame, task: Task, groups: int) -> list[Task]:
 
 
 class TaskSampler:
-    """Draws batches of tasks, each with balanced support and query batches.
+    """Draws batches of tasks, each with balanced support and query batches of other videos.
 
     Arguments:
         tasks: the source tasks (`build_tasks`).
@@ -227,6 +242,12 @@ class TaskSampler:
         self.support_size = support_size
         self.query_size = query_size
         self.generator = torch.Generator().manual_seed(seed)
+        # per task and class: each face's video as a code 0..V-1, and V
+        self._videos = [
+            (_video_codes(task.fake, task.fake_videos, task.name, "fake"),
+             _video_codes(task.real, task.real_videos, task.name, "real"))
+            for task in self.tasks
+        ]
 
     def _draw(self, pool: np.ndarray, count: int) -> torch.Tensor:
         if len(pool) >= count:
@@ -235,23 +256,32 @@ class TaskSampler:
             pick = torch.randint(len(pool), (count,), generator=self.generator)
         return torch.as_tensor(pool)[pick]
 
-    def _balanced(self, task: Task, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        fakes = size // 2
-        index = torch.cat([self._draw(task.fake, fakes), self._draw(task.real, size - fakes)])
-        labels = torch.cat([torch.ones(fakes), torch.zeros(size - fakes)])
+    def _halves(self, pool: np.ndarray, videos: tuple[np.ndarray, int]):
+        """`pool` dealt by video into a support half and a query half (random, disjoint)."""
+        codes, count = videos
+        support_side = np.zeros(count, dtype=bool)
+        support_side[torch.randperm(count, generator=self.generator)[: (count + 1) // 2]] = True
+        in_support = support_side[codes]
+        return pool[in_support], pool[~in_support]
+
+    def _balanced(self, fakes: np.ndarray, reals: np.ndarray, size: int):
+        half = size // 2
+        index = torch.cat([self._draw(fakes, half), self._draw(reals, size - half)])
+        labels = torch.cat([torch.ones(half), torch.zeros(size - half)])
         return index, labels
 
-    def choose_tasks(self) -> list[Task]:
-        """`tasks_per_batch` distinct tasks, in random order."""
-        order = torch.randperm(len(self.tasks), generator=self.generator)[: self.tasks_per_batch]
-        return [self.tasks[i] for i in order.tolist()]
-
     def sample(self) -> list[TaskBatch]:
-        """One meta-batch: `tasks_per_batch` tasks with independent support/query draws."""
+        """One meta-batch: `tasks_per_batch` distinct tasks in random order, each with a
+        support and a query batch drawn from disjoint halves of its videos."""
         batch = []
-        for task in self.choose_tasks():
-            support, support_labels = self._balanced(task, self.support_size)
-            query, query_labels = self._balanced(task, self.query_size)
+        order = torch.randperm(len(self.tasks), generator=self.generator)[: self.tasks_per_batch]
+        for i in order.tolist():
+            task, (fake_videos, real_videos) = self.tasks[i], self._videos[i]
+            support_fakes, query_fakes = self._halves(task.fake, fake_videos)
+            support_reals, query_reals = self._halves(task.real, real_videos)
+            support, support_labels = self._balanced(support_fakes, support_reals,
+                                                     self.support_size)
+            query, query_labels = self._balanced(query_fakes, query_reals, self.query_size)
             batch.append(TaskBatch(task.name, support, support_labels, query, query_labels))
         return batch
 
@@ -260,6 +290,24 @@ class TaskSampler:
 
     def load_state_dict(self, state: dict) -> None:
         self.generator.set_state(state["generator"])
+
+
+def _video_codes(
+    positions: np.ndarray, videos: np.ndarray | None, task: str, kind: str
+) -> tuple[np.ndarray, int]:
+    """Each face's video as a code 0..V-1, and V; at least two videos, one per batch."""
+    if videos is None:  # no video known: every face is its own
+        codes = np.arange(len(positions))
+    else:
+        _, codes = np.unique(np.asarray(videos), return_inverse=True)
+    count = int(codes.max()) + 1 if len(codes) else 0
+    if count < 2:
+        raise DamlError(
+            f"task {task!r} has {count} {kind} video(s); its support and query batches need "
+            "one each, from different videos: give the source more videos or lower "
+            "train.pseudo_domains"
+        )
+    return codes.reshape(-1), count
 
 
 def sample_shots(table: pd.DataFrame, shots: int, seed: int) -> np.ndarray:

@@ -208,3 +208,26 @@ def test_identities_are_namespaced_by_dataset():
     frame = pd.concat([scheme("ffpp", FFPP[:1]), scheme("dfdc", [("953", 0, "953", "", "train")])])
     first, second = video_identities(frame)
     assert not (first & second)
+
+
+def test_support_and_query_of_a_task_never_share_a_video():
+    four, pseudo = table(pairs=6, frames=4), table(["Deepfakes"], pairs=12)
+    sources = [(four, build_tasks(four, TECHNIQUES, 1)),
+               (pseudo, build_tasks(pseudo, ["Deepfakes"], 3))]
+    for frame, tasks in sources:
+        sampler = TaskSampler(tasks, 4, 8, 8, seed=3)
+        halves = set()
+        for _ in range(30):
+            for b in sampler.sample():
+                support = set(frame.loc[b.support.numpy(), "key"])
+                query = set(frame.loc[b.query.numpy(), "key"])
+                assert not support & query
+                halves.add(frozenset(support))
+        assert len(halves) > 10  # the deal changes from draw to draw
+
+
+def test_a_task_with_one_video_of_a_class_names_the_fix():
+    t = table(["Deepfakes"], pairs=1, frames=4)
+    t = t[t.video != "001_000"]  # one fake video left
+    with pytest.raises(DamlError, match="different videos"):
+        TaskSampler(build_tasks(t, ["Deepfakes"], 1), 1, 4, 4, seed=0)
