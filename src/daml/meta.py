@@ -118,11 +118,19 @@ def task_weights(objective: Objective | None, query_losses: torch.Tensor) -> tor
     return weights
 
 
-def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean binary cross-entropy of fake-logits against labels (1 fake), at least in fp32."""
+LOSS_REDUCTIONS = ("mean", "sum")
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    """Binary cross-entropy of fake-logits against labels (1 fake), at least in fp32.
+
+    Arguments:
+        reduction: "mean" over the batch (default) or "sum", eq. 3's L (`train.loss_reduction`).
+    """
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype),
+                                              reduction=reduction)
 
 
 @dataclass
@@ -155,6 +163,7 @@ def adapt(
     steps: int,
     first_order: bool = True,
     scratch_buffers: dict[str, torch.Tensor] | None = None,
+    reduction: str = "mean",
 ) -> dict[str, torch.Tensor]:
     """Eq. 2 applied `steps` times: theta' = theta - alpha * grad L_support(theta).
 
@@ -169,6 +178,7 @@ def adapt(
         scratch_buffers: batch-norm buffers for passes at adapted weights (their updates
             are discarded); the first pass, at theta, uses the module's own buffers, so
             running statistics follow the meta-parameters (see `daml.model`).
+        reduction: of the support loss over the batch (`loss_fn`).
 
     Returns:
         dict of adapted fast weights theta'.
@@ -176,7 +186,7 @@ def adapt(
     fast = dict(params)
     for step in range(steps):
         state = fast if step == 0 or scratch_buffers is None else {**fast, **scratch_buffers}
-        loss = loss_fn(functional_call(model, state, (images,)), labels)
+        loss = loss_fn(functional_call(model, state, (images,)), labels, reduction)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
         fast = {
             name: value - inner_lr * (grad.detach() if first_order else grad)
@@ -194,6 +204,7 @@ def meta_backward(
     inner_lr: float,
     inner_steps: int,
     first_order: bool,
+    reduction: str = "mean",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Accumulate one batch's DAML or MAML meta-gradient into the parameters' `.grad`.
 
@@ -206,6 +217,8 @@ def meta_backward(
         autocast: a context manager factory for mixed precision (None: fp32).
         objective: the outer objective (`outer_objective`), a sum of per-task terms.
         inner_lr, inner_steps, first_order: the inner loop (`adapt`).
+        reduction: of each batch's loss, support and query (`loss_fn`): eq. 3's sum or
+            the mean.
 
     Returns:
         (query losses (T,), meta-loss ()) as detached tensors on the model's device.
@@ -224,9 +237,10 @@ def meta_backward(
                 inner_steps,
                 first_order,
                 scratch,
+                reduction,
             )
             logits = functional_call(model, {**fast, **scratch}, (task.query,))
-        query_loss = loss_fn(logits, task.query_labels).reshape(1)
+        query_loss = loss_fn(logits, task.query_labels, reduction).reshape(1)
         # both objectives are sums of per-task terms, so each task's term can be
         # backpropagated at once: its graph is freed before the next task is built
         term = objective(query_loss)
@@ -237,7 +251,7 @@ def meta_backward(
 
 
 def erm_backward(
-    model: nn.Module, tasks: Sequence[TaskData], autocast=None
+    model: nn.Module, tasks: Sequence[TaskData], autocast=None, *, reduction: str = "mean"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient of the supervised loss on the pooled support and query faces of all tasks.
 
@@ -247,7 +261,7 @@ def erm_backward(
     images = torch.cat([t for task in tasks for t in (task.support, task.query)])
     labels = torch.cat([t for task in tasks for t in (task.support_labels, task.query_labels)])
     with autocast() if autocast else contextlib.nullcontext():
-        loss = loss_fn(model(images), labels)
+        loss = loss_fn(model(images), labels, reduction)
     loss.backward()
     return loss.detach().reshape(1), loss.detach()
 
@@ -292,17 +306,25 @@ def make_method(
     inner_lr: float = 0.01,
     inner_steps: int = 1,
     first_order: bool = True,
+    loss_reduction: str = "mean",
 ) -> Method:
-    """The `Method` of a config: its outer objective and, for DAML and MAML, its inner loop."""
+    """The `Method` of a config: its outer objective and, for DAML and MAML, its inner loop.
+
+    `loss_reduction` ("mean" or "sum", `loss_fn`) applies to every training loss of the
+    method: support and query losses, or ERM's pooled loss.
+    """
+    if loss_reduction not in LOSS_REDUCTIONS:
+        raise DamlError(f"train.loss_reduction={loss_reduction!r}: use one of {LOSS_REDUCTIONS}")
     objective = outer_objective(name, daml_weight)
     if objective is None:
-        return Method(name, None, erm_backward)
+        return Method(name, None, functools.partial(erm_backward, reduction=loss_reduction))
     backward = functools.partial(
         meta_backward,
         objective=objective,
         inner_lr=inner_lr,
         inner_steps=inner_steps,
         first_order=first_order,
+        reduction=loss_reduction,
     )
     return Method(name, objective, backward)
 

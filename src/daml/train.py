@@ -84,6 +84,8 @@ class TrainSettings:
         first_order (bool): first-order meta-gradient (paper: yes).
         daml_weight (str): "literal" (eq. 5 differentiated as printed) or "detached"
             (sigmoid(L) a constant coefficient); `daml.meta.DAML_OBJECTIVES`.
+        loss_reduction (str): "mean" or "sum" of a batch's cross-entropy (eq. 3's L is a
+            sum; `daml.meta.loss_fn`).
         meta_lr (float): Adam learning rate beta (paper: 1e-3).
         lr_decay_every (int): iterations between learning-rate decays.
         lr_decay_factor (float): decay multiplier (paper: 0.1).
@@ -109,6 +111,7 @@ class TrainSettings:
     inner_steps: int
     first_order: bool
     daml_weight: str
+    loss_reduction: str
     meta_lr: float
     lr_decay_every: int
     lr_decay_factor: float
@@ -229,7 +232,8 @@ def train_model(
         dict with `best_iteration` and the best validation row.
     """
     chosen = meta.make_method(
-        method, settings.daml_weight, settings.inner_lr, settings.inner_steps, settings.first_order
+        method, settings.daml_weight, settings.inner_lr, settings.inner_steps,
+        settings.first_order, settings.loss_reduction,
     )
     seed = int(seed)  # wildcards may arrive as strings
     log.info("training %s, seed %d, on source %s", method, seed, source.get("faceset"))

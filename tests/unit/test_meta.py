@@ -97,6 +97,33 @@ def test_meta_gradient_matches_hand_computation(method, daml_weight, first_order
     np.testing.assert_allclose(record.weights, weights, rtol=1e-5)
 
 
+def test_sum_reduction_is_eq3_in_the_inner_step_and_in_the_daml_weight():
+    """Eq. 3's L is a sum: the inner step and the outer weight both see n times the mean."""
+    torch.manual_seed(2)
+    model = Logistic(3)
+    tasks = make_tasks(size=8)
+    theta = np.concatenate(
+        [model.lin.weight.detach().numpy().ravel(), model.lin.bias.detach().numpy()]
+    )
+    alpha, expected, weights = 0.05, 0, []
+    for t in tasks:
+        n_s, n_q = len(t.support_labels), len(t.query_labels)
+        g_s = grad_and_hessian(theta, t.support.numpy(), t.support_labels.numpy())[0] * n_s
+        g_q, _, loss_q = grad_and_hessian(theta - alpha * g_s, t.query.numpy(),
+                                          t.query_labels.numpy())
+        weights.append(hand_weight("daml", "literal", loss_q * n_q))
+        expected = expected + weights[-1] * g_q * n_q
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    record = meta.step(model, opt, tasks, meta.make_method("daml", inner_lr=alpha,
+                                                           loss_reduction="sum"), 1)
+    got = np.concatenate([model.lin.weight.grad.numpy().ravel(), model.lin.bias.grad.numpy()])
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(record.weights, weights, rtol=1e-5)
+    assert min(record.query_losses) > 2  # sums of 8 losses: the weights sit near 1
+    with pytest.raises(DamlError, match="loss_reduction"):
+        meta.make_method("daml", loss_reduction="max")
+
+
 def test_two_inner_steps_first_order_by_hand():
     torch.manual_seed(1)
     model = Logistic(2)

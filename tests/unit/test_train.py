@@ -81,6 +81,7 @@ def settings(**changes):
         inner_steps=1,
         first_order=True,
         daml_weight="literal",
+        loss_reduction="mean",
         meta_lr=1e-3,
         lr_decay_every=30,
         lr_decay_factor=0.5,
