@@ -11,9 +11,17 @@ Description:
       from a pool that leaves out every video showing an identity (or, under the
       `footage` leak rule, made of a real clip) of the videos the model is then scored on
       (`daml.tasks.leak_free`).
+    - Episodes: the evaluate stage repeats the draw `episodes` times (`episode_seed`) and
+      reports the mean, since which few faces were drawn moves few-shot scores by itself.
+    - Rule (`rule`): "finetune" is the paper's meta-test, below; "inner" adapts as
+      meta-training's inner loop does (eq. 2: `InnerLoop`, the trained model's own
+      `train.inner_lr`, `inner_steps` and loss reduction, plain gradient steps in train-mode
+      batch norm with the running statistics updated by the pass at theta only), which is
+      what MAML's and DAML's theta were optimised to be good after.
     - Fine-tuning: Adam at `lr` on all weights for `steps` steps, each on all 2*shots faces
       or on a class-balanced minibatch of `batch_size` faces.
-    - Batch norm (`bn_mode`, paper: silent; measured in benchmarks/README.md, "Meta-test"):
+    - Batch norm of "finetune" (`bn_mode`; chosen on validation data only, benchmarks/README.md,
+      "Meta-test"):
       "source" keeps the running statistics of training and normalises the fine-tuning
       passes with them (eval-mode batch norm; the affine parameters are still trained);
       "shots" re-estimates the running statistics once on the shots (their plain mean
@@ -34,6 +42,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from torch.func import functional_call
+
+from daml import meta
 from daml.errors import DamlError
 from daml.facedata import Faces, to_input
 from daml.meta import loss_fn
@@ -42,6 +53,8 @@ from daml.tasks import leak_free, sample_shots
 
 log = logging.getLogger(__name__)
 
+RULES = ("finetune", "inner")
+Seed = int | tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -51,6 +64,10 @@ class AdaptSettings:
     Arguments:
         shots (int): faces per class for table rows that name no `shots`, and for model
             selection during training.
+        episodes (int): independent shot draws per table row; its score is their mean.
+            Model selection uses one draw.
+        rule (str): "finetune" (Adam, `steps`, `lr`, `bn_mode`) or "inner" (the trained
+            model's inner loop, `InnerLoop`; `steps`, `lr` and `bn_mode` are not read).
         steps (int): fine-tuning steps (Adam).
         lr (float): fine-tuning learning rate (paper: 1e-4).
         batch_size (int): faces per step; 0 or >= 2*shots uses all shots every step.
@@ -61,6 +78,8 @@ class AdaptSettings:
     """
 
     shots: int
+    episodes: int
+    rule: str
     steps: int
     lr: float
     batch_size: int
@@ -68,6 +87,36 @@ class AdaptSettings:
     device: str
     precision: str
     threads: int
+
+
+@dataclass(frozen=True)
+class InnerLoop:
+    """Meta-training's inner loop (eq. 2) as the `inner` meta-test rule applies it.
+
+    Arguments:
+        lr (float): alpha (`train.inner_lr`).
+        steps (int): gradient steps (`train.inner_steps`).
+        reduction (str): of the support loss (`train.loss_reduction`).
+    """
+
+    lr: float
+    steps: int
+    reduction: str
+
+    @classmethod
+    def of(cls, train_settings: dict) -> "InnerLoop":
+        """The inner loop a model was trained with (its model.pt `settings`)."""
+        return cls(float(train_settings["inner_lr"]), int(train_settings["inner_steps"]),
+                   str(train_settings.get("loss_reduction", "mean")))
+
+
+def episode_seed(seed: int, episode: int) -> tuple[int, int]:
+    """The seed of episode `episode` of a model seed's shot draws (numpy seed sequence)."""
+    return (int(seed), int(episode))
+
+
+def _int_seed(seed: Seed) -> int:
+    return int(np.random.SeedSequence(seed).generate_state(1)[0])
 
 
 def _batch_norms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -95,18 +144,31 @@ def fine_tune(
     images: torch.Tensor,
     labels: torch.Tensor,
     settings: AdaptSettings,
-    seed: int,
+    seed: Seed,
     device: torch.device,
     dtype: torch.dtype | None,
+    inner: InnerLoop | None = None,
 ) -> list[float]:
-    """Fine-tune `model` in place on uint8 faces `images` with `labels`; returns the losses.
+    """Adapt `model` in place on uint8 faces `images` with `labels` by the meta-test rule.
 
-    The model is left in eval mode, ready to be scored.
+    Arguments:
+        settings: the rule (`AdaptSettings`).
+        seed: seed of the minibatch draws (an int or a seed sequence, `episode_seed`).
+        inner: the model's inner loop; needed by the "inner" rule.
+
+    Returns:
+        the training loss of every step. The model is left in eval mode, ready to be scored.
     """
+    if settings.rule == "inner":
+        if inner is None:
+            raise DamlError("adapt.rule=inner needs the trained model's inner loop (train settings)")
+        return inner_adapt(model, images, labels, inner, device, dtype)
+    if settings.rule != "finetune":
+        raise DamlError(f"adapt.rule={settings.rule!r}: use one of {RULES}")
     if settings.bn_mode == "shots":
         estimate_bn_statistics(model, to_input(images), device, dtype)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(_int_seed(seed))
     fake = torch.nonzero(labels == 1).flatten()
     real = torch.nonzero(labels == 0).flatten()
     full = settings.batch_size <= 0 or settings.batch_size >= len(labels)
@@ -138,18 +200,47 @@ def fine_tune(
     return losses
 
 
+def inner_adapt(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    inner: InnerLoop,
+    device: torch.device,
+    dtype: torch.dtype | None,
+) -> list[float]:
+    """The "inner" rule: `daml.meta.adapt` on the shots, its result written into `model`.
+
+    Batch norm as in meta-training: train mode, the pass at theta updating the running
+    statistics, later passes on scratch copies. Returns the support loss before each step.
+    """
+    model.train()
+    params = dict(model.named_parameters())
+    scratch = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    losses: list[float] = []
+    with autocast(device, dtype):
+        fast = meta.adapt(model, params, to_input(images), labels, inner.lr, inner.steps,
+                          True, scratch, inner.reduction, losses)
+    with torch.no_grad():
+        for name, value in params.items():
+            value.copy_(fast[name])
+    model.eval()
+    return losses
+
+
 def adapted_copy(
     model: nn.Module,
     shots: Faces,
     settings: AdaptSettings,
-    seed: int,
+    seed: Seed,
     device: torch.device,
     dtype: torch.dtype | None,
+    inner: InnerLoop | None = None,
 ) -> tuple[nn.Module, list[float]]:
-    """theta_d: a fine-tuned copy of `model` (left untouched) and the fine-tuning losses."""
+    """theta_d: an adapted copy of `model` (left untouched) and the adaptation losses."""
     adapted = copy.deepcopy(model)
     losses = fine_tune(
-        adapted, shots.images.to(device), shots.labels.to(device), settings, seed, device, dtype
+        adapted, shots.images.to(device), shots.labels.to(device), settings, seed, device, dtype,
+        inner,
     )
     return adapted, losses
 
@@ -158,7 +249,7 @@ def choose_shots(
     train: pd.DataFrame,
     held_out: pd.DataFrame,
     shots: int,
-    seed: int,
+    seed: Seed,
     what: str,
     explain: Callable[[], str] | None = None,
     rule: str = "identity",
@@ -169,7 +260,7 @@ def choose_shots(
         train: face table of the candidate faces (the train split).
         held_out: face table of what the adapted model is scored on.
         shots: faces per class.
-        seed: seed of the draw.
+        seed: seed of the draw (an int, or a seed sequence such as `episode_seed`).
         what: the target or source, for messages.
         explain: called only when the pool is short; its text (what became of the split's
             videos, `daml.facedata.describe_split`) ends the message.

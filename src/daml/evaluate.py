@@ -3,18 +3,22 @@
 Description:
     One job per source, target face set and seed serves the model of every method and every
     table row and shot count that needs them: it loads the face set's test faces and draws
-    each row's shots once, then for each model scores it as it is (shots 0, the zero-shot
-    companion rows) and, for every target and shot count k > 0, fine-tunes a copy on the k
-    leak-free faces per class of the target's train split (`daml.adapt`) and scores it. A
-    target is a face set, or FF++ reals with one technique's fakes (Table 3), so several
-    targets share one face set.
+    each row's shots once per episode, then for each model scores it as it is (shots 0, the
+    zero-shot companion rows) and, for every target, shot count k > 0 and episode, adapts a
+    copy on that episode's k leak-free faces per class of the target's train split
+    (`daml.adapt`) and scores it. Every method meets the same draws. A target is a face set,
+    or FF++ reals with one technique's fakes (Table 3), so several targets share one face set.
 
     Scoring runs in eval mode (batch norm with its running statistics, see `daml.model`)
     under `torch.no_grad`, in batches. Outputs, per model (docs/architecture.md):
     - metrics.json: frame- and video-level metrics of every (target, shots), computed on
-      the pooled predictions (`daml.metrics`), with the model's source, method and seed;
-    - predictions.csv: one row per (target, shots, test face);
-    - models.pt: each fine-tuned model's weights and its `adapt` record (the faces used).
+      the pooled predictions of each episode (`daml.metrics`) and averaged over episodes
+      (each episode's own under `per_episode`), with the model's source, method and seed;
+    - predictions.csv: one row per (target, shots, episode, test face), with the face's
+      test cluster: the connected group of test videos that share a person or footage
+      under the target's leak rule (`daml.tasks.identity_components`), the unit that
+      `daml.stats` resamples;
+    - models.pt: each adapted model's weights and its `adapt` record (the faces used).
 """
 
 from __future__ import annotations
@@ -30,17 +34,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-from daml.adapt import AdaptSettings, choose_shots, fine_tune
+from daml.adapt import AdaptSettings, InnerLoop, choose_shots, episode_seed, fine_tune
 from daml.errors import DamlError
 from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
 from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
 from daml.model import autocast, load_model, runtime
+from daml.tasks import identity_components
 
 log = logging.getLogger(__name__)
 
-PREDICTION_COLUMNS = ["target", "shots", "key", "dataset", "technique", "video", "frame",
-                      "label", "prob"]
+PREDICTION_COLUMNS = ["target", "shots", "episode", "key", "dataset", "technique", "video",
+                      "frame", "cluster", "label", "prob"]
+FACE_COLUMNS = PREDICTION_COLUMNS[3:-1]  # what a prediction row copies from its face
 
 
 @dataclass(frozen=True)
@@ -176,13 +182,15 @@ def evaluate_models(
             f"{sorted(sizes)}: retrain them with one train.image_size"
         )
     [size] = sizes
-    plans, test, faces, where = _plan(shards, rows, size, seed, manifest)
+    plans, test, faces, where = _plan(shards, rows, size, seed, adapt_settings.episodes,
+                                      manifest)
     scored = []
     for files in evaluations:
-        model, _ = trained[files.method]
+        model, payload = trained[files.method]
+        inner = InnerLoop.of(payload["settings"])
         records, predictions, models = _score(
-            files.method, model, plans, test, faces, where, seed, adapt_settings, settings,
-            device, dtype,
+            files.method, model, inner, plans, test, faces, where, seed, adapt_settings,
+            settings, device, dtype,
         )
         result = {
             "source": source,
@@ -205,12 +213,24 @@ def evaluate_models(
     return [result for _, result, _, _ in scored]
 
 
-def _plan(shards, rows, size, seed, manifest):
-    """Every (row, shots) to score, with its test faces and shots, and the faces they need.
+@dataclass(frozen=True)
+class Plan:
+    """One scoring of a model: a row's target at a shot count and episode."""
+
+    row: Row
+    shots: int
+    episode: int
+    in_test: np.ndarray  # mask over the face set's test faces
+    chosen: np.ndarray | None  # the shots, as positions in the face-set table (None: 0 shots)
+
+
+def _plan(shards, rows, size, seed, episodes, manifest):
+    """Every (row, shots, episode) to score, with its test faces and shots, and the faces
+    they need.
 
     Returns:
-        (plans [(row, shots, test mask, shot positions or None)], test faces, the loaded
-        faces, {position in the face-set table: index into the loaded faces}).
+        (plans [`Plan`], test faces (with their `cluster`), the loaded faces, {position in
+        the face-set table: index into the loaded faces}).
     """
     faceset = rows[0].domain.get("faceset")
     # the face set's train and test rows; each shard's crops are read once, below
@@ -219,6 +239,7 @@ def _plan(shards, rows, size, seed, manifest):
     test_rows, train_rows = np.flatnonzero(split == "test"), np.flatnonzero(split == "train")
     test_table = table.iloc[test_rows].reset_index(drop=True)
     train_table = table.iloc[train_rows].reset_index(drop=True)
+    clusters = _test_clusters(test_table, rows)
     plans = []
     for row in rows:
         techniques = target_techniques(row.domain)
@@ -231,76 +252,118 @@ def _plan(shards, rows, size, seed, manifest):
             )
         in_train = np.flatnonzero(select_rows(train_table, techniques, ["train"]))
         for shots in row.shots:
-            chosen = None
-            if shots > 0:
+            if shots == 0:
+                plans.append(Plan(row, 0, 0, in_test, None))
+                continue
+            for episode in range(episodes):
                 picked = choose_shots(
                     train_table.iloc[in_train].reset_index(drop=True),
                     test_table[in_test],
                     shots,
-                    seed,
+                    episode_seed(seed, episode),
                     f"target {row.target} ({faceset})",
                     lambda t=techniques: describe_split(shards, manifest, faceset, t, "train"),
                     row.domain.get("leak_rule", "identity"),
                 )
                 chosen = train_rows[in_train[picked]]  # positions in `table`
-            plans.append((row, shots, in_test, chosen))
+                plans.append(Plan(row, shots, episode, in_test, chosen))
     # every test face and every chosen shot, read and resized in one pass over the shards
-    shots_wanted = {int(p) for *_, chosen in plans if chosen is not None for p in chosen}
+    shots_wanted = {int(p) for plan in plans if plan.chosen is not None for p in plan.chosen}
     wanted = np.array(sorted(set(test_rows.tolist()) | shots_wanted), dtype=np.int64)
     faces = load_faces(shards, size, None, ["train", "test"], wanted)
     where = {int(p): i for i, p in enumerate(wanted)}
     test = faces.subset(np.array([where[int(p)] for p in test_rows], dtype=np.int64))
+    test.table["cluster"] = clusters
     return plans, test, faces, where
 
 
-def _score(method, trained, plans, test, faces, where, seed, adapt_settings, settings, device,
-           dtype):
-    """One model's records, prediction frames and fine-tuned weights, plan by plan."""
+def _test_clusters(test_table: pd.DataFrame, rows: Sequence[Row]) -> np.ndarray:
+    """Per test face, its resampling cluster: videos linked by a shared person or footage.
+
+    The links are those of the targets' leak rule (one rule per face set: a target that
+    names another is an error, since its rows could not be resampled together).
+    """
+    rules = {row.domain.get("leak_rule", "identity") for row in rows}
+    if len(rules) > 1:
+        raise DamlError(
+            f"targets of face set {rows[0].domain.get('faceset')} use different leak rules "
+            f"{sorted(rules)}: give them one leak_rule, which also defines their test clusters"
+        )
+    return identity_components(test_table, rules.pop())
+
+
+def _score(method, trained, inner, plans, test, faces, where, seed, adapt_settings, settings,
+           device, dtype):
+    """One model's records, prediction frames and adapted weights, plan by plan."""
     tune_device, tune_dtype = runtime(adapt_settings.device, adapt_settings.precision)
-    records, predictions, models = [], [], {}
-    for row, shots, in_test, chosen in plans:
-        images = test.images[torch.as_tensor(in_test)]
+    episodes, predictions, models = {}, [], {}
+    for plan in plans:
+        row, shots = plan.row, plan.shots
+        images = test.images[torch.as_tensor(plan.in_test)]
         if shots == 0:
             probs = predict(trained, images, settings.batch_size, device, dtype)
         else:
-            shot_faces = faces.subset(np.array([where[int(p)] for p in chosen], dtype=np.int64))
+            shot_faces = faces.subset(np.array([where[int(p)] for p in plan.chosen],
+                                               dtype=np.int64))
             model = copy.deepcopy(trained).to(tune_device)
             losses = fine_tune(
                 model,
                 shot_faces.images.to(tune_device),
                 shot_faces.labels.to(tune_device),
                 adapt_settings,
-                seed,
+                episode_seed(seed, plan.episode),
                 tune_device,
                 tune_dtype,
+                inner,
             )
             probs = predict(model.to(device), images, settings.batch_size, device, dtype)
-            models[f"{row.target}/shots{shots}"] = {
+            models[f"{row.target}/shots{shots}/episode{plan.episode}"] = {
                 "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "adapt": {
                     "target": dict(row.domain),
                     "shots": shots,
+                    "episode": plan.episode,
                     "keys": [f"{k}#{f}" for k, f in
                              zip(shot_faces.table["key"], shot_faces.table["frame"])],
                     "losses": losses,
                 },
             }
-        scored = test.table.loc[in_test, PREDICTION_COLUMNS[2:-1]].reset_index(drop=True)
+        scored = test.table.loc[plan.in_test, FACE_COLUMNS].reset_index(drop=True)
+        scored.insert(0, "episode", plan.episode)
         scored.insert(0, "shots", shots)
         scored.insert(0, "target", row.target)
         scored["prob"] = probs
         metrics = compute_metrics(scored)
-        records.append({"target": row.target, "shots": shots, **metrics})
+        episodes.setdefault((row.target, shots), []).append(metrics)
         predictions.append(scored)
         log.info(
-            "%s on %s at %d shots: frame AUC %.4f ACC %.4f, video AUC %.4f (%d faces, %d videos)",
+            "%s on %s at %d shots, episode %d: frame AUC %.4f ACC %.4f, video AUC %.4f "
+            "(%d faces, %d videos)",
             method,
             row.target,
             shots,
+            plan.episode,
             metrics["frame"]["auc"],
             metrics["frame"]["acc"],
             metrics["video"]["auc"],
             metrics["frame"]["n"],
             metrics["video"]["n"],
         )
+    records = [
+        {"target": target, "shots": shots, "episodes": len(runs), **episode_mean(runs),
+         "per_episode": runs}
+        for (target, shots), runs in episodes.items()
+    ]
     return records, predictions, models
+
+
+def episode_mean(runs: Sequence[dict]) -> dict:
+    """Each metric of `compute_metrics` averaged over episodes (NaN if any episode's is)."""
+    out = {}
+    for level in ("frame", "video"):
+        out[level] = {
+            name: float(np.mean([run[level][name] for run in runs]))
+            for name in runs[0][level]
+        }
+        out[level]["n"] = runs[0][level]["n"]
+    return out

@@ -164,6 +164,7 @@ def adapt(
     first_order: bool = True,
     scratch_buffers: dict[str, torch.Tensor] | None = None,
     reduction: str = "mean",
+    record: list[float] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Eq. 2 applied `steps` times: theta' = theta - alpha * grad L_support(theta).
 
@@ -179,6 +180,8 @@ def adapt(
             are discarded); the first pass, at theta, uses the module's own buffers, so
             running statistics follow the meta-parameters (see `daml.model`).
         reduction: of the support loss over the batch (`loss_fn`).
+        record: when given, each step's support loss is appended to it (a host read, so
+            never inside a captured graph).
 
     Returns:
         dict of adapted fast weights theta'.
@@ -188,6 +191,8 @@ def adapt(
         state = fast if step == 0 or scratch_buffers is None else {**fast, **scratch_buffers}
         loss = loss_fn(functional_call(model, state, (images,)), labels, reduction)
         grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+        if record is not None:
+            record.append(float(loss.detach()))
         fast = {
             name: value - inner_lr * (grad.detach() if first_order else grad)
             for (name, value), grad in zip(fast.items(), grads)

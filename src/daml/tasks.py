@@ -106,11 +106,12 @@ def video_identities(table: pd.DataFrame, rule: str = "identity") -> list[frozen
     return ids
 
 
-def identity_components(table: pd.DataFrame) -> np.ndarray:
+def identity_components(table: pd.DataFrame, rule: str = "identity") -> np.ndarray:
     """Per row, the name of its connected component of identities (union-find).
 
-    Two videos are in one component when they share an identity, directly or through
-    other videos; a row without identities is a component of its own (its key).
+    Two videos are in one component when they share an identity (or, under the "footage"
+    rule, a real clip: `video_identities`), directly or through other videos; a row without
+    identities is a component of its own (its key). Names start with the dataset.
     """
     parent: dict[str, str] = {}
 
@@ -120,7 +121,7 @@ def identity_components(table: pd.DataFrame) -> np.ndarray:
             x = parent[x]
         return x
 
-    identities = video_identities(table)
+    identities = video_identities(table, rule)
     for ids in identities:
         ordered = sorted(ids)
         for other in ordered[1:]:
@@ -310,7 +311,7 @@ def _video_codes(
     return codes.reshape(-1), count
 
 
-def sample_shots(table: pd.DataFrame, shots: int, seed: int) -> np.ndarray:
+def sample_shots(table: pd.DataFrame, shots: int, seed: int | Sequence[int]) -> np.ndarray:
     """Positions of `shots` faces per class, spread over as many videos as possible.
 
     Description:
@@ -323,7 +324,7 @@ def sample_shots(table: pd.DataFrame, shots: int, seed: int) -> np.ndarray:
     Arguments:
         table: metadata of the candidate faces (train split of the target).
         shots: faces per class (k).
-        seed: seed of the draw.
+        seed: seed of the draw (an int or a seed sequence).
 
     Returns:
         int64 array of 2*shots positions (fakes first); `DamlError` if a class is short.

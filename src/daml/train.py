@@ -50,7 +50,7 @@ import torch
 from tqdm import tqdm
 
 from daml import meta
-from daml.adapt import AdaptSettings, adapted_copy, choose_shots
+from daml.adapt import AdaptSettings, InnerLoop, adapted_copy, choose_shots
 from daml.errors import DamlError
 from daml.evaluate import predict
 from daml.facedata import Faces, describe_split, load_faces
@@ -193,6 +193,7 @@ class Selection:
     shots: Faces
     rule: AdaptSettings
     seed: int
+    inner: InnerLoop
 
 
 def train_model(
@@ -410,6 +411,7 @@ def load_source(shards, source, seed, settings, adapt_settings, device, manifest
         train_faces.subset(shots).to(device),
         adapt_settings,
         seed,
+        InnerLoop.of(dataclasses.asdict(settings)),
     )
     tasks = build_tasks(train_faces.table, techniques, settings.pseudo_domains)
     log.info(
@@ -450,7 +452,7 @@ def _runner(model, optimizer, method, images, sampler, device, dtype, settings):
 def _validate_and_select(state, iteration, model, selection, device, dtype, settings) -> None:
     theta = validate(model, selection.val, device, dtype, settings.eval_batch_size)
     adapted, _ = adapted_copy(
-        model, selection.shots, selection.rule, selection.seed, device, dtype
+        model, selection.shots, selection.rule, selection.seed, device, dtype, selection.inner
     )
     row = validate(adapted, selection.val, device, dtype, settings.eval_batch_size)
     del adapted

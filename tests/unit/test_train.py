@@ -1,5 +1,6 @@
 """Training, resume, determinism, few-shot adaptation and evaluation on tiny synthetic shards."""
 
+import copy
 import inspect
 import json
 from dataclasses import replace
@@ -8,12 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
-from daml.adapt import AdaptSettings, adapted_copy
+from daml.adapt import AdaptSettings, InnerLoop, adapted_copy
 from daml.data import ffpp
 from daml.errors import DamlError
 from daml.evaluate import Evaluation, EvaluateSettings, Row, evaluate_model, evaluate_models
 from daml.facedata import load_faces, to_input, write_face_shards
+from daml.meta import loss_fn
 from daml.model import load_model
 from daml import train as train_module
 from daml.train import ModelFiles, TrainSettings, train_model, train_models
@@ -104,7 +107,8 @@ SOURCE = {"faceset": "ffpp-c23", "techniques": TECHNIQUES}
 
 def adapt_settings(**changes):
     base = AdaptSettings(
-        shots=4, steps=5, lr=1e-4, batch_size=0, bn_mode="source", device="cpu", precision="fp32",
+        shots=4, episodes=1, rule="finetune", steps=5, lr=1e-4, batch_size=0, bn_mode="source",
+        device="cpu", precision="fp32",
         threads=1,
     )
     return replace(base, **changes)
@@ -355,20 +359,24 @@ def test_evaluate_fine_tunes_on_leak_free_shots_and_scores_both(tmp_path, shards
     scores = evaluate(out["out_model"], shards, tmp_path / "eval", "ffpp-c23-nt", NT, (0, 4))
     assert scores[4] > 0.8
     models = torch.load(tmp_path / "eval" / "models.pt", weights_only=False)["models"]
-    record = models["ffpp-c23-nt/shots4"]["adapt"]
+    record = models["ffpp-c23-nt/shots4/episode0"]["adapt"]
     train_keys = set(load_faces(shards, 16, None, ["train"]).table.key)
     keys = [k.split("#")[0] for k in record["keys"]]
     assert len(keys) == 8 and set(keys) <= train_keys and len(set(keys)) == 8
     assert {k.split("/")[2] for k in keys} == {"NeuralTextures", "real"}
     assert record["shots"] == 4 and len(record["losses"]) == 5
     trained, _ = load_model(out["out_model"])
-    assert not torch.equal(trained.head.weight, models["ffpp-c23-nt/shots4"]["state_dict"]["head.weight"])
+    assert not torch.equal(trained.head.weight, models["ffpp-c23-nt/shots4/episode0"]["state_dict"]["head.weight"])
     assert "ffpp-c23-nt/shots0" not in models  # shots 0 is the trained model itself
 
     predictions = pd.read_csv(tmp_path / "eval" / "predictions.csv")
     assert list(predictions.columns) == [
-        "target", "shots", "key", "dataset", "technique", "video", "frame", "label", "prob",
+        "target", "shots", "episode", "key", "dataset", "technique", "video", "frame",
+        "cluster", "label", "prob",
     ]
+    # clusters: a real and the fake made of it share a person, so they are resampled together
+    clusters = predictions[predictions.shots == 0].groupby("cluster").video.unique()
+    assert sorted(map(sorted, clusters)) == [[f"{i:03d}", f"{i:03d}_{i + 50:03d}"] for i in SPLITS["test"]]
     assert (predictions.groupby("shots").size() == 3 * 3 * 2).all()  # 3 test ids x 3 frames x 2
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert (metrics["source"], metrics["method"], metrics["seed"]) == ("src", "daml", 0)
@@ -412,7 +420,7 @@ def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_
         evaluate(trained[method], shards, alone, "nt", NT, (0, 4))
         together = pd.read_csv(tmp_path / f"{method}.csv")
         pd.testing.assert_frame_equal(together, pd.read_csv(alone / "predictions.csv"))
-        keys.append(torch.load(tmp_path / f"{method}.pt", weights_only=False)["models"]["nt/shots4"]["adapt"]["keys"])
+        keys.append(torch.load(tmp_path / f"{method}.pt", weights_only=False)["models"]["nt/shots4/episode0"]["adapt"]["keys"])
     assert keys[0] == keys[1]  # both methods fine-tuned on the same faces
     assert not pd.read_csv(tmp_path / "daml.csv").prob.equals(pd.read_csv(tmp_path / "erm.csv").prob)
 
@@ -420,6 +428,58 @@ def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_
     mixed = [jobs[0], Evaluation("maml", other, tmp_path / "x.json", tmp_path / "x.csv", tmp_path / "x.pt")]
     with pytest.raises(DamlError, match=r"different image sizes \[16, 24\]"):
         evaluate_models(mixed, shards, rows, "src", 0, adapt_settings(), scoring)
+
+
+def test_episodes_draw_other_shots_the_same_for_every_method_and_average(tmp_path, shards):
+    trained = {m: run(tmp_path / m, shards, method=m, iterations=6)[1]["out_model"] for m in ("daml", "erm")}
+    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
+    jobs = [Evaluation(m, trained[m], tmp_path / f"{m}.json", tmp_path / f"{m}.csv", tmp_path / f"{m}.pt")
+            for m in ("daml", "erm")]
+    evaluate_models(jobs, shards, [Row("nt", NT, (0, 2))], "src", 0, adapt_settings(episodes=3), scoring)
+    keys = {}
+    for m in ("daml", "erm"):
+        models = torch.load(tmp_path / f"{m}.pt", weights_only=False)["models"]
+        keys[m] = [models[f"nt/shots2/episode{e}"]["adapt"]["keys"] for e in range(3)]
+        predictions = pd.read_csv(tmp_path / f"{m}.csv")
+        assert sorted(predictions.groupby("shots").episode.unique()[2]) == [0, 1, 2]
+        assert list(predictions.groupby("shots").episode.unique()[0]) == [0]
+        record = next(r for r in json.loads((tmp_path / f"{m}.json").read_text())["evaluations"]
+                      if r["shots"] == 2)
+        aucs = [run["frame"]["auc"] for run in record["per_episode"]]
+        assert record["episodes"] == 3 and record["frame"]["auc"] == pytest.approx(np.mean(aucs))
+        for e, auc in enumerate(aucs):  # each episode's metric is its own predictions'
+            part = predictions[(predictions.shots == 2) & (predictions.episode == e)]
+            assert auc == pytest.approx(roc_auc_score(part.label, part.prob))
+    assert keys["daml"] == keys["erm"]  # paired: the same draws for every method
+    assert len({tuple(k) for k in keys["daml"]}) == 3  # independent draws
+
+
+def test_inner_rule_is_the_inner_loop_of_training(tmp_path, shards):
+    """adapt.rule inner: eq. 2 with the model's inner_lr and steps, as meta.adapt computes it."""
+    _, out = run(tmp_path / "train", shards, iterations=6, inner_lr=0.05, inner_steps=2)
+    model, payload = load_model(out["out_model"])
+    faces = load_faces(shards, 16, None, ["train"]).subset(np.arange(0, 48, 4))
+    tuned, losses = adapted_copy(model, faces, adapt_settings(rule="inner"), 0,
+                                 torch.device("cpu"), None, InnerLoop.of(payload["settings"]))
+    assert len(losses) == 2 and not tuned.training
+    # by hand: two plain gradient steps of the mean loss in train-mode batch norm
+    reference = copy.deepcopy(model).train()
+    for _ in range(2):
+        reference.zero_grad()
+        loss_fn(reference(to_input(faces.images)), faces.labels).backward()
+        with torch.no_grad():
+            for p in reference.parameters():
+                p -= 0.05 * p.grad
+    for (name, a), b in zip(tuned.named_parameters(), reference.parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name
+    # running statistics: moved once, by the pass at theta, as in meta-training
+    first = tuned.features[1]
+    with torch.no_grad():
+        h = model.features[0](to_input(faces.images))
+    expected = 0.9 * model.features[1].running_mean + 0.1 * h.mean((0, 2, 3))
+    assert torch.allclose(first.running_mean, expected, atol=1e-5)
+    with pytest.raises(DamlError, match="inner loop"):
+        adapted_copy(model, faces, adapt_settings(rule="inner"), 0, torch.device("cpu"), None)
 
 
 @pytest.mark.parametrize("bn_mode", ["source", "shots", "batch"])
@@ -472,7 +532,7 @@ def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards)
             folder / "metrics.json", folder / "predictions.csv", folder / "models.pt",
         )
         assert all(r["frame"]["auc"] > 0.8 for r in result["evaluations"] if r["shots"] == 4)
-        records[device] = torch.load(folder / "models.pt", weights_only=False)["models"]["nt/shots4"]
+        records[device] = torch.load(folder / "models.pt", weights_only=False)["models"]["nt/shots4/episode0"]
         predictions = pd.read_csv(folder / "predictions.csv")
         probs[device] = predictions[predictions.shots == 0].prob.to_numpy()
     # the shots are drawn on the host: the same faces whichever device fine-tunes

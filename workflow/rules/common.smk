@@ -147,6 +147,12 @@ def faceset_manifest_of(wildcards):
     return faceset_manifest(wildcards.faceset)
 
 
+def selection_rule():
+    """The meta-test rule as model selection applies it: one shot draw, not `episodes`
+    (so that more episodes rescore the tables without retraining)."""
+    return {**config["adapt"], "episodes": 1}
+
+
 def evaluation_rows(source, faceset):
     """The targets of `faceset` that a table row or the shots figure scores `source` on.
 

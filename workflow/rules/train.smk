@@ -29,7 +29,7 @@ rule train_models:
         methods=config["methods"],
         source=source_domain,
         settings=config["train"],
-        selection=config["adapt"],
+        selection=selection_rule(),
         checkpoints=method_files(TRAIN_FILE, "checkpoint.pt"),
     script:
         "../../scripts/train_models.py"
