@@ -4,16 +4,20 @@ A table is built in tidy (long) form, one row per (train, test, method, metric),
 wide for reading (`layout`), the way the paper prints it: rows are methods (grouped by training
 domain in Table 3), columns are test domains and metrics.
 
-Measured rows ("DAML (ours)", "MAML (ours)", "ERM (ours)") hold the mean and the sample standard
-deviation (ddof=1) over seeds, in percent, of frame-level metrics read from each
-`results/evaluate/.../metrics.json`. Each method has two: the model fine-tuned on the row's shots
+Measured rows ("DAML (ours)", "MAML (ours)", "ERM (ours)") hold the mean over seeds, in percent,
+of frame-level metrics read from each `results/evaluate/.../metrics.json` (each seed's value the
+mean over its shot episodes), the sample standard deviation over seeds, and, from the
+predictions beside them, a 95% interval that holds training seeds, shot episodes and the test
+population (`daml.stats`). Each method has two: the model fine-tuned on the row's shots
 (theta_d, the paper's meta-test; kind "measured") and, as a labelled companion, the trained model
 as it is (kind "zero-shot", shots 0). Quoted rows hold the paper's numbers verbatim from
 `daml/reference/paper_tables.csv` (the one place the paper's numbers live); the paper's own DAML
 row is quoted as "DAML (paper)" and also stands beside "DAML (ours)" with the difference
 ours - paper. Comparison rows ("DAML - MAML", "DAML - ERM"; kind "comparison") give the AUC
-difference of the fine-tuned models with a paired bootstrap interval over test videos
-(`daml.compare`).
+difference of the fine-tuned models, paired by seed and episode, with the same kind of interval
+and the smallest difference the data could detect. Numbers that average several cells (Cross
+AVG, the table's "Mean") are estimated jointly: test videos shared by the cells are resampled
+once.
 
 References:
     Tables 1-3 of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
@@ -30,24 +34,31 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-from daml.compare import auc_difference, make_cell
 from daml.errors import DamlError
 from daml.evaluations import Evaluations
 from daml.io import write_csv, write_text
+from daml.stats.intervals import (
+    N_RESAMPLES, Analysis, Estimate, cell_from_predictions, difference, mean_of,
+)
+from daml.stats.power import detectable_difference
 
 log = logging.getLogger(__name__)
 
 REFERENCE_COLUMNS = ["table", "setting", "train", "test", "method", "metric", "value"]
 TIDY_COLUMNS = [
     "table", "train", "test", "source", "target", "shots", "method", "kind", "metric",
-    "value", "std", "n_seeds", "per_seed", "paper", "diff", "ci_low", "ci_high",
+    "value", "std", "n_seeds", "per_seed", "paper", "diff", "ci_low", "ci_high", "se", "df",
+    "noise", "n_episodes", "n_units", "detectable",
 ]
-NUMERIC_COLUMNS = ("value", "std", "paper", "diff", "ci_low", "ci_high")
+NUMERIC_COLUMNS = ("value", "std", "paper", "diff", "ci_low", "ci_high", "se", "df",
+                   "n_episodes", "n_units", "detectable")
 MEASURED, ZERO_SHOT, COMPARISON = "measured", "zero-shot", "comparison"
 # (a, b): rows "A - B" with the AUC difference of the fine-tuned models, when both were run
 COMPARISONS = (("daml", "maml"), ("daml", "erm"))
 CROSS_AVG = "Cross AVG"
+MEAN, ALL = "Mean", "All"  # a table's mean over its cells, and its training label when mixed
 METHOD_NAMES = {"daml": "DAML", "maml": "MAML", "erm": "ERM"}
 PAPER_DAML = "DAML"  # the paper's method name in the reference file
 
@@ -110,6 +121,7 @@ def build_table(
     evaluations: Evaluations,
     reference: pd.DataFrame | None,
     level: str = "frame",
+    n_resamples: int = N_RESAMPLES,
 ) -> pd.DataFrame:
     """Collect one table in tidy form.
 
@@ -123,15 +135,19 @@ def build_table(
         seeds: the seeds averaged over.
         evaluations: the evaluate stage's results (`daml.evaluations`), read at the entry's
             shots and at shots 0 (the zero-shot companion); when they hold predictions,
-            comparison rows are added for the AUC of the fine-tuned models.
+            every measured number gets its interval and the comparison rows are added.
         reference: the paper's numbers (`load_reference()`); None for no paper rows.
-        level: "frame" (the paper's level) or "video".
+        level: "frame" (the paper's level) or "video"; intervals are frame level only.
+        n_resamples: of the cluster bootstrap (`daml.stats`).
 
     Returns:
-        DataFrame with `TIDY_COLUMNS`: value and std in percent (std is NaN with one seed),
-        per_seed the per-seed values joined by ";", paper the paper's DAML number (fine-tuned
-        DAML rows only) and diff = value - paper; comparison rows hold the difference in
-        value and its interval in ci_low / ci_high. A metric that is NaN for any seed gives NaN.
+        DataFrame with `TIDY_COLUMNS`: value in percent (the mean over seeds of each seed's
+        episode mean), std the sample standard deviation over seeds (NaN with one seed),
+        per_seed the per-seed values joined by ";", ci_low / ci_high / se / df / noise the
+        interval and what it holds (`daml.stats.intervals`), detectable the smallest
+        difference it could detect (`daml.stats.power`, comparison rows), paper the
+        paper's DAML number (fine-tuned DAML rows only) and diff = value - paper. A metric
+        that is NaN for any seed gives NaN.
     """
     if name not in TABLES:
         raise DamlError(f"tables.{name}: unknown table; known: {', '.join(TABLES)}")
@@ -142,33 +158,96 @@ def build_table(
         raise DamlError("seeds: empty; give at least one seed.")
     ref = _reference_for(spec, reference)
     entries = [_normalise_entry(name, i, e, ref) for i, e in enumerate(entries)]
+    groups = _aggregates(name, entries)
+    analyses = (
+        {metric: _analysis(entries, methods, seeds, evaluations, metric, n_resamples)
+         for metric in spec.metrics}
+        if evaluations.has_predictions and level == "frame" else {}
+    )
+
+    def values(entry, method, metric, shots):
+        return [100.0 * evaluations.metric((entry["source"], entry["target"], method, seed, shots),
+                                           metric, level) for seed in seeds]
 
     rows: list[dict] = []
-    # per-seed values kept for Cross AVG: (train, source, method, metric, kind) -> {seed: [unseen tests]}
-    unseen: dict[tuple, dict[int, list[float]]] = {}
-    for entry in entries:
-        for metric in spec.metrics:
+    for metric in spec.metrics:
+        analysis = analyses.get(metric)
+        for entry in entries:
             rows += _quoted_rows(name, entry, metric, ref)
             for kind, shots in _kinds(entry):
                 for method in methods:
-                    values = [
-                        100.0 * evaluations.metric(
-                            (entry["source"], entry["target"], method, seed, shots), metric, level)
-                        for seed in seeds
-                    ]
-                    rows.append(_measured_row(name, entry, method, metric, values, ref, kind, shots))
-                    if spec.cross_avg and entry["train"] != entry["test"]:  # an unseen domain
-                        key = (entry["train"], entry["source"], method, metric, kind)
-                        per_seed = unseen.setdefault(key, {})
-                        for seed, value in zip(seeds, values):
-                            per_seed.setdefault(seed, []).append(value)
-    if spec.cross_avg:
-        rows += _cross_avg_rows(name, entries, methods, seeds, unseen, ref)
-    if evaluations.has_predictions and "AUC" in spec.metrics:
-        rows += _comparison_rows(name, entries, methods, seeds, evaluations, spec)
+                    estimate = _estimate(analysis, mean_of(method, [_cell(entry, shots)]))
+                    rows.append(_measured_row(name, entry, method, metric,
+                                              values(entry, method, metric, shots), ref, kind,
+                                              shots, estimate=estimate))
+        for train, test, members in groups:
+            entry = _aggregate_entry(train, test, members)
+            if test == CROSS_AVG:
+                rows += _quoted_rows(name, members[0], metric, ref, test=CROSS_AVG)
+            for kind, shots in _kinds(members[0]):
+                for method in methods:
+                    per_member = [values(e, method, metric, e["shots"] if shots else 0)
+                                  for e in members]
+                    cells = [_cell(e, e["shots"] if shots else 0) for e in members]
+                    rows.append(_measured_row(
+                        name, entry, method, metric, list(np.mean(per_member, axis=0)), ref,
+                        kind, shots, test=test, estimate=_estimate(analysis, mean_of(method, cells))))
+        if analysis is not None and metric == "AUC":
+            rows += _comparison_rows(name, entries, groups, methods, analysis)
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == MEASURED).sum()))
     return frame
+
+
+def _cell(entry: Mapping, shots: int) -> tuple[str, str, int]:
+    """The name of a table cell in an `Analysis`: (source, target, shots)."""
+    return (entry["source"], entry["target"], int(shots))
+
+
+def _aggregates(name: str, entries: Sequence[dict]) -> list[tuple[str, str, list[dict]]]:
+    """The numbers that average several cells: (train label, test label, entries).
+
+    Table 3: per training technique its Cross AVG (the unseen techniques), and the table's
+    mean over every unseen cell (train "All"). Other tables with more than one row: the
+    mean over their rows (test "Mean"; train the rows' common training domain, or "All").
+    """
+    out = []
+    if TABLES[name].cross_avg:
+        unseen = [e for e in entries if e["train"] != e["test"]]
+        for train, group in _train_groups(unseen).items():
+            out.append((train, CROSS_AVG, group))
+        if len(_train_groups(unseen)) > 1:
+            out.append((ALL, MEAN, unseen))
+    elif len(entries) > 1:
+        trains = {e["train"] for e in entries}
+        out.append((trains.pop() if len(trains) == 1 else ALL, MEAN, list(entries)))
+    return out
+
+
+def _aggregate_entry(train: str, test: str, members: Sequence[dict]) -> dict:
+    """The entry an aggregate's rows are labelled with: its members' source when they share
+    one, no single target."""
+    sources = {e["source"] for e in members}
+    return {**members[0], "train": train, "test": test, "target": "",
+            "source": sources.pop() if len(sources) == 1 else ""}
+
+
+def _analysis(entries, methods, seeds, evaluations, metric, n_resamples) -> Analysis:
+    """Every cell of the table (each entry fine-tuned and as trained), resampled jointly."""
+    cells = {}
+    for entry in entries:
+        for _, shots in _kinds(entry):
+            what = f"{entry['source']} -> {entry['target']} at {shots} shots"
+            runs = {method: {seed: evaluations.predictions(
+                (entry["source"], entry["target"], method, seed, shots)) for seed in seeds}
+                for method in methods}
+            cells[_cell(entry, shots)] = cell_from_predictions(runs, what)
+    return Analysis(cells, metric.lower(), n_resamples)
+
+
+def _estimate(analysis: Analysis | None, terms) -> Estimate | None:
+    """A measured number in percent, its interval cut to [0, 100]."""
+    return None if analysis is None else analysis.estimate(terms).scaled(100.0).clipped(0, 100)
 
 
 def _kinds(entry: dict) -> list[tuple[str, int]]:
@@ -230,24 +309,33 @@ def method_label(method: str) -> str:
 
 
 def _measured_row(name: str, entry: dict, method: str, metric: str, values: list[float],
-                  ref: pd.DataFrame, kind: str, shots: int, test: str | None = None) -> dict:
+                  ref: pd.DataFrame, kind: str, shots: int, test: str | None = None,
+                  estimate: Estimate | None = None) -> dict:
     test = test or entry["test"]
+    if estimate is not None:  # the predictions' numbers, those the interval is about
+        values = list(estimate.per_seed)
     mean, std = _mean_std(values)
     # the paper reports its fine-tuned model, so only that row is set against the paper
     paper = (_paper_value(ref, entry["train"], test, PAPER_DAML, metric)
              if method == "daml" and kind == MEASURED else float("nan"))
     return _row(name, entry, test, method_label(method), kind, metric, mean, std, len(values),
-                ";".join(f"{v:.4f}" for v in values), paper, shots)
+                ";".join(f"{v:.4f}" for v in values), paper, shots, estimate)
 
 
 def _row(name, entry, test, method, kind, metric, value, std, n, per_seed, paper, shots,
-         ci=(float("nan"), float("nan"))) -> dict:
+         estimate: Estimate | None = None) -> dict:
+    nan = float("nan")
     return {
         "table": name, "train": entry["train"], "test": test, "source": entry["source"],
         "target": entry["target"] if test == entry["test"] else "", "shots": shots,
         "method": method, "kind": kind, "metric": metric, "value": value, "std": std,
         "n_seeds": n, "per_seed": per_seed, "paper": paper, "diff": value - paper,
-        "ci_low": ci[0], "ci_high": ci[1],
+        "ci_low": estimate.low if estimate else nan, "ci_high": estimate.high if estimate else nan,
+        "se": estimate.se if estimate else nan, "df": estimate.df if estimate else nan,
+        "noise": "+".join(estimate.noise) if estimate else "",
+        "n_episodes": estimate.n_episodes if estimate else nan,
+        "n_units": estimate.n_units if estimate else nan,
+        "detectable": detectable_difference(estimate) if estimate and kind == COMPARISON else nan,
     }
 
 
@@ -266,50 +354,27 @@ def _train_groups(entries: Sequence[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def _cross_avg_rows(name, entries, methods, seeds, unseen, ref) -> list[dict]:
+def _comparison_rows(name, entries, groups, methods, analysis: Analysis) -> list[dict]:
+    """AUC differences of the fine-tuned models per cell and per aggregate, with intervals."""
     rows = []
-    for train, group in _train_groups(entries).items():
-        entry = group[0]
-        for metric in TABLES[name].metrics:
-            if not any(key[0] == train and key[3] == metric for key in unseen):
-                continue
-            rows += _quoted_rows(name, entry, metric, ref, test=CROSS_AVG)
-            for kind, shots in _kinds(entry):
-                for method in methods:
-                    per_seed = unseen[(train, entry["source"], method, metric, kind)]
-                    values = [float(np.mean(per_seed[s])) for s in seeds]
-                    rows.append(_measured_row(name, entry, method, metric, values, ref, kind, shots,
-                                              test=CROSS_AVG))
-    return rows
-
-
-def _comparison_rows(name, entries, methods, seeds, evaluations, spec) -> list[dict]:
-    """AUC differences of the fine-tuned models, per cell and for Cross AVG, with intervals."""
-
-    def runs(entry: dict, method: str) -> list[pd.DataFrame]:
-        return [evaluations.predictions((entry["source"], entry["target"], method, seed,
-                                         entry["shots"])) for seed in seeds]
-
-    rows = []
-    pairs = [(a, b) for a, b in COMPARISONS if a in methods and b in methods]
-    for a, b in pairs:
+    for a, b in [(a, b) for a, b in COMPARISONS if a in methods and b in methods]:
         label = f"{method_name(a)} - {method_name(b)}"
-        cells: dict[tuple[str, str], list] = {}
         for entry in entries:
-            what = f"tables.{name}: {entry['source']} -> {entry['target']}, {a} against {b}"
-            cell = make_cell(runs(entry, a), runs(entry, b), what)
-            cells[(entry["train"], entry["test"])] = [cell]
-            if spec.cross_avg and entry["train"] != entry["test"]:
-                cells.setdefault((entry["train"], CROSS_AVG), []).append(cell)
-        groups = _train_groups(entries)
-        for (train, test), group_cells in cells.items():
-            entry = groups[train][0] if test == CROSS_AVG else next(
-                e for e in groups[train] if e["test"] == test)
-            diff = auc_difference(group_cells)
-            rows.append(_row(name, entry, test, label, COMPARISON, "AUC", 100.0 * diff.value,
-                             float("nan"), len(seeds), "", float("nan"), entry["shots"],
-                             (100.0 * diff.low, 100.0 * diff.high)))
+            estimate = analysis.estimate(difference(a, b, [_cell(entry, entry["shots"])]))
+            rows.append(_comparison_row(name, entry, entry["test"], label, estimate))
+        for train, test, members in groups:
+            estimate = analysis.estimate(
+                difference(a, b, [_cell(e, e["shots"]) for e in members]))
+            rows.append(_comparison_row(name, _aggregate_entry(train, test, members), test,
+                                        label, estimate))
     return rows
+
+
+def _comparison_row(name, entry, test, label, estimate: Estimate) -> dict:
+    estimate = estimate.scaled(100.0).clipped(-100, 100)  # percent points of AUC
+    return _row(name, entry, test, label, COMPARISON, "AUC", estimate.value, float("nan"),
+                estimate.n_seeds, ";".join(f"{v:.4f}" for v in estimate.per_seed), float("nan"),
+                entry["shots"], estimate)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +422,14 @@ def _fmt_interval(value: float, low: float, high: float) -> str:
     return f"{value:+.2f} [{low:+.2f}, {high:+.2f}]{mark}"
 
 
+def _spread(row) -> float:
+    """What a measured cell's ± shows: the half-width of its interval, or without
+    predictions the standard deviation over seeds."""
+    if pd.isna(row["ci_low"]) or pd.isna(row["ci_high"]):
+        return row["std"]
+    return (row["ci_high"] - row["ci_low"]) / 2
+
+
 def _row_label(kind: str, sub: pd.DataFrame) -> str:
     seeds = int(sub["n_seeds"].max())
     if kind == MEASURED:
@@ -385,9 +458,9 @@ def layout(df: pd.DataFrame) -> Layout:
     one_train_elsewhere = df["train"].nunique() == 1 and bool((df["train"] != df["test"]).any())
     grouped = bool((trains_per_test > 1).any()) or one_train_elsewhere
     columns = list(dict.fromkeys(zip(df["test"], df["metric"])))
-    # Cross AVG last, tests in first-seen order, metrics in spec order within a test
-    tests = [t for t in dict.fromkeys(df["test"]) if t != CROSS_AVG] + (
-        [CROSS_AVG] if CROSS_AVG in set(df["test"]) else [])
+    # tests in first-seen order, then Cross AVG and Mean; metrics in spec order within a test
+    last = [t for t in (CROSS_AVG, MEAN) if t in set(df["test"])]
+    tests = [t for t in dict.fromkeys(df["test"]) if t not in last] + last
     metric_order = list(spec.metrics) if spec else list(dict.fromkeys(df["metric"]))
     columns = [(t, m) for t in tests for m in metric_order if (t, m) in set(columns)]
     col_index = {c: i for i, c in enumerate(columns)}
@@ -412,7 +485,7 @@ def layout(df: pd.DataFrame) -> Layout:
                 if kind == COMPARISON:
                     cells[i] = _fmt_interval(r["value"], r["ci_low"], r["ci_high"])
                     continue
-                cells[i] = _fmt(r["value"], r["std"] if kind != "quoted" else float("nan"))
+                cells[i] = _fmt(r["value"], _spread(r) if kind != "quoted" else float("nan"))
                 if kind == MEASURED and not pd.isna(r["paper"]):
                     has_paper = True
                     diffs[i] = _fmt(r["diff"], signed=True)
@@ -429,15 +502,21 @@ def layout(df: pd.DataFrame) -> Layout:
 def _notes(df: pd.DataFrame) -> list[str]:
     notes = ["Numbers are percentages of frame-level metrics (ACC at threshold 0.5, ROC AUC)."]
     measured = df[df["kind"].isin([MEASURED, ZERO_SHOT])]
-    if len(measured):
+    intervals = bool(df["ci_low"].notna().any())
+    if len(measured) and intervals:
+        notes.append(_interval_note(df))
+    elif len(measured):
         notes.append("Our rows: mean ± sample standard deviation (ddof=1) over seeds; a cell is n/a "
                      "when a metric is undefined for some seed.")
     if (df["kind"] == MEASURED).any():
         shots = sorted(set(int(s) for s in df.loc[df["kind"] == MEASURED, "shots"]))
+        episodes = sorted({int(e) for e in df.loc[df["kind"] == MEASURED, "n_episodes"].dropna()})
+        drawn = (f", each the mean over {'/'.join(map(str, episodes))} independent draws of the "
+                 "shots (episodes, the same for every method)" if episodes else "")
         notes.append("Fine-tuned rows score the model after the meta-test fine-tuning on "
                      + "/".join(str(s) for s in shots) + " labelled faces per class of the target's "
                      "train split (none from a video that shares a person, or under the target's "
-                     "leak_rule footage a real clip, with its test videos); rows without "
+                     f"leak_rule footage a real clip, with its test videos){drawn}; rows without "
                      "fine-tuning score the trained model as it is.")
     if (df["kind"] == "quoted").any():
         notes.append("Quoted rows are the paper's numbers, not rerun here; 'ours - paper' sets our "
@@ -445,11 +524,16 @@ def _notes(df: pd.DataFrame) -> list[str]:
     if CROSS_AVG in set(df["test"]):
         notes.append("Cross AVG: mean over the test techniques other than the training one, "
                      "computed per seed, then averaged over seeds.")
+    if MEAN in set(df["test"]):
+        notes.append("Mean: the mean over the table's cells"
+                     + (" (every unseen technique of every training technique)"
+                        if CROSS_AVG in set(df["test"]) else "")
+                     + ", computed per seed; its interval resamples the shared test videos once.")
     comparisons = df[df["kind"] == COMPARISON]
     if len(comparisons):
-        notes.append("A - B rows: AUC of A minus AUC of B, both fine-tuned, averaged over seeds, with "
-                     "a 95% paired bootstrap interval over test videos (real and fake videos resampled "
-                     "separately, seeds pooled); * marks an interval that excludes zero.")
+        notes.append("A - B rows: AUC of A minus AUC of B, both fine-tuned, paired by seed and "
+                     "episode (same initial weights, same shots), with the 95% interval of the "
+                     "cells; * marks an interval that excludes zero.")
         clear = comparisons[(comparisons["ci_low"] > 0) | (comparisons["ci_high"] < 0)]
         if clear.empty:
             notes.append("No difference between methods is distinguishable from zero.")
@@ -458,7 +542,43 @@ def _notes(df: pd.DataFrame) -> list[str]:
                 f"{r.method} on {r.test}" + (f" (trained on {r.train})" if r.train != r.test else "")
                 + f": {r.value:+.2f}" for r in clear.itertuples())
             notes.append(f"Distinguishable from zero: {listed}.")
+        if power_note(df):
+            notes.append(power_note(df))
     return notes
+
+
+def _interval_note(df: pd.DataFrame) -> str:
+    rows = df[df["ci_low"].notna()]
+    seeds = int(rows["n_seeds"].max())
+    noise = sorted(set(rows["noise"]), key=len)[-1].replace("+", ", ")
+    units = f"{int(rows['n_units'].min())}-{int(rows['n_units'].max())}"
+    text = (f"Our rows: mean over {seeds} seed{'s' if seeds > 1 else ''} ± the half-width of a 95% "
+            f"interval that holds {noise} (a cluster bootstrap over {units} groups of test videos "
+            "sharing a person or footage, the seed spread at its own t; daml.stats); a cell is n/a "
+            "when a metric is undefined for some seed.")
+    if seeds == 1:
+        text += " With one seed the interval holds no training noise."
+    elif seeds <= 3:
+        t = stats.t.ppf(0.975, seeds - 1)
+        text += (f" With {seeds} seeds the seed part has {seeds - 1} degree"
+                 f"{'s' if seeds > 2 else ''} of freedom (t = {t:.1f}): the intervals are wide "
+                 "unless the seeds agree, and only a large difference can be told from zero.")
+    return text
+
+
+def power_note(df: pd.DataFrame) -> str:
+    """The smallest AUC difference the table's data could detect (80% power, 5% level)."""
+    comparisons = df[(df["kind"] == COMPARISON) & df["detectable"].notna()]
+    parts = []
+    for method, rows in comparisons.groupby("method", sort=False):
+        cells = rows[~rows["test"].isin([CROSS_AVG, MEAN])]
+        summary = rows[rows["test"] == MEAN]
+        text = f"{method}: {cells['detectable'].median():.1f} for a typical cell"
+        if len(summary):
+            text += f", {summary['detectable'].iloc[0]:.1f} for the table's mean"
+        parts.append(text)
+    return ("Smallest AUC difference (points) these data could detect with 80% power at the 5% "
+            "level: " + "; ".join(parts) + ".") if parts else ""
 
 
 def to_markdown(lay: Layout) -> str:

@@ -34,7 +34,8 @@ TABLE1 = [
 
 def write_both(writer, source, target, method, seed, shots, acc, auc, predictions=None):
     """An evaluation fine-tuned (`shots`) and zero-shot (shots 0: ten points lower)."""
-    writer.add(source, target, method, seed, 0, acc - 0.1, None if auc is None else auc - 0.1)
+    writer.add(source, target, method, seed, 0, acc - 0.1, None if auc is None else auc - 0.1,
+               predictions=None if predictions is None else predictions.assign(prob=predictions.prob / 2))
     writer.add(source, target, method, seed, shots, acc, auc, predictions=predictions)
 
 
@@ -223,7 +224,7 @@ def test_entry_without_paper_labels_gets_no_paper_numbers(tmp_path, reference):
     assert set(df["test"]) == {"ffpp-c40"} and set(df["train"]) == {"ffpp-c23"}
 
 
-def predictions(method, seed, target, shift, videos=30, frames=4) -> pd.DataFrame:
+def predictions(method, seed, target, shift, videos=30, frames=4, dataset="ffpp") -> pd.DataFrame:
     """One evaluation's predictions: fakes score `shift` higher than reals, plus noise."""
     rng = np.random.default_rng(zlib.crc32(f"{method}/{seed}/{target}".encode()))
     rows = []
@@ -231,8 +232,9 @@ def predictions(method, seed, target, shift, videos=30, frames=4) -> pd.DataFram
         label = v % 2
         for f in range(frames):
             prob = 1 / (1 + math.exp(-(shift * label + rng.normal(0, 1))))
-            rows.append(dict(key=f"ffpp/c40/x/{v:03d}", dataset="ffpp", technique="x", video=f"{v:03d}",
-                             frame=f, label=label, prob=prob))
+            rows.append(dict(episode=0, key=f"{dataset}/c40/x/{v:03d}", dataset=dataset,
+                             technique="x", video=f"{v:03d}", frame=f,
+                             cluster=f"{dataset}:{v // 2}", label=label, prob=prob))
     return pd.DataFrame(rows)
 
 
@@ -274,3 +276,37 @@ def test_comparisons_with_paired_bootstrap_intervals(tmp_path, reference):
     tables.write_table(df, back_dir / "t.csv", back_dir / "t.md", back_dir / "t.tex")
     back = tables.read_table(back_dir / "t.csv")
     assert back.loc[back["kind"] == tables.COMPARISON, "ci_low"].notna().all()
+
+
+def test_every_number_gets_an_interval_and_a_table_mean(tmp_path, reference):
+    fn = EvaluationWriter(tmp_path)
+    targets = {"celebdf": "Celeb-DF", "dfdc": "DFDC"}
+    entries = [{"source": "ffpp-c23", "target": t, "shots": 10, "paper_train": "FF++",
+                "paper_test": label} for t, label in targets.items()]
+    shift = {"daml": 1.5, "maml": 1.0}
+    for t in targets:
+        for method in shift:
+            for seed in SEEDS:
+                made = predictions(method, seed, t, shift[method] + 0.3 * seed, dataset=t)
+                write_both(fn, "ffpp-c23", t, method, seed, 10, 0.6, 0.7, predictions=made)
+    df = tables.build_table("table2", entries, METHODS, SEEDS, evaluations(fn), reference,
+                            n_resamples=300)
+    measured = df[df["kind"].isin([tables.MEASURED, tables.ZERO_SHOT])]
+    assert measured["ci_low"].notna().all() and (measured["ci_low"] <= measured["value"]).all()
+    assert (measured["value"] <= measured["ci_high"]).all() and (measured["ci_high"] <= 100).all()
+    assert set(measured["noise"]) == {"seeds+test clusters"}  # one episode per seed here
+    mean = df[(df["test"] == tables.MEAN) & (df["method"] == "DAML - MAML")].iloc[0]
+    cells = df[(df["kind"] == tables.COMPARISON) & (df["test"] != tables.MEAN)]
+    assert mean["value"] == pytest.approx(cells["value"].mean())
+    assert mean["train"] == "FF++" and mean["detectable"] > 0 and mean["n_units"] == 30
+    # the table's mean is measured too, beside the cells
+    daml_mean = cell(df, "DAML (ours)", tables.MEAN, "AUC")
+    assert daml_mean == pytest.approx(np.mean([cell(df, "DAML (ours)", t, "AUC") for t in targets.values()]))
+    lay = tables.layout(df)
+    assert lay.columns[-2:] == [(tables.MEAN, "ACC"), (tables.MEAN, "AUC")]
+    md = tables.to_markdown(lay)
+    row = measured[(measured["method"] == "DAML (ours)") & (measured["test"] == "DFDC")
+                   & (measured["metric"] == "AUC") & (measured["kind"] == tables.MEASURED)].iloc[0]
+    assert f"{row['value']:.2f} ± {(row['ci_high'] - row['ci_low']) / 2:.2f}" in md
+    assert any(n.startswith("Smallest AUC difference") for n in lay.notes)
+    assert any("1 degree of freedom (t = 12.7)" in n for n in lay.notes)

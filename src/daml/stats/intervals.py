@@ -93,6 +93,9 @@ def cell_from_predictions(runs: Mapping[str, Mapping[int, pd.DataFrame]], what: 
             missing = [c for c in PREDICTION_COLUMNS if c not in frame.columns]
             if missing:
                 raise DamlError(f"{what}: predictions lack {missing}; rerun the evaluate stage")
+            if frame.empty:
+                raise DamlError(f"{what}: no predictions of {method}, seed {seed}; rerun its "
+                                "evaluation")
             episodes = []
             for _, part in frame.groupby("episode", sort=True):
                 faces = part[["key", "frame"]].to_numpy()
@@ -149,6 +152,12 @@ class Estimate:
     @property
     def excludes_zero(self) -> bool:
         return bool(self.low > 0 or self.high < 0)
+
+    def clipped(self, low: float, high: float) -> "Estimate":
+        """The interval cut to the range the number can take (an AUC lies in [0, 1])."""
+        return Estimate(self.value, max(self.low, low), min(self.high, high), self.se, self.df,
+                        self.seed_var, self.episode_var, self.test_var, self.per_seed,
+                        self.n_seeds, self.n_episodes, self.n_units, self.noise)
 
     def scaled(self, factor: float) -> "Estimate":
         """The same estimate in other units (fractions to percent: 100)."""
