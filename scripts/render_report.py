@@ -15,4 +15,5 @@ with logs.to_file(snakemake.log[0]):
         synthetic=snakemake.params.synthetic,
         schema_path=snakemake.params.schema,
         benchmarks_dir=snakemake.params.benchmarks,
+        evaluations=snakemake.input.evaluations,
     )

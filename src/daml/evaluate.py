@@ -39,7 +39,7 @@ from daml.errors import DamlError
 from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
 from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
-from daml.model import autocast, load_model, runtime
+from daml.model import autocast, load_model, runtime, runtime_record
 from daml.tasks import identity_components
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,11 @@ def evaluate_models(
             "settings": {
                 "adapt": dataclasses.asdict(adapt_settings),
                 "evaluate": dataclasses.asdict(settings),
+            },
+            "runtime": {
+                "train": payload.get("runtime"),
+                "adapt": runtime_record(*runtime(adapt_settings.device, adapt_settings.precision)),
+                "evaluate": runtime_record(device, dtype),
             },
             "evaluations": records,
         }

@@ -6,9 +6,12 @@
   from each seed's `validation.csv`.
 - `figure_shots`: test AUC against the number of labelled target samples used for fine-tuning,
   one panel per target, from the evaluation `metrics.json` files.
+- `forest`: every DAML - MAML and DAML - ERM difference of the tables, cell by cell, with its
+  interval (a forest plot), from `results/tables/*.csv`.
 
 Every curve is the mean over seeds with a band from the lowest to the highest seed (the
-"spread"; with two seeds a standard deviation says little more). Figures are drawn on
+"spread"; with two seeds a standard deviation says little more). The forest plot draws the
+tables' own intervals (`daml.stats`). Figures are drawn on
 `matplotlib.figure.Figure` objects (the Agg canvas, no pyplot state, no display needed) and
 written as PNG and PDF, each atomically.
 
@@ -33,6 +36,7 @@ from daml.errors import DamlError
 from daml.io import atomic_path
 from daml.config import settings_from
 from daml.evaluations import Evaluations
+from daml import tables as _tables
 from daml.tables import method_name
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,10 @@ def caption(name: str, settings: FigureSettings | None = None) -> str:
         "figure_shots": ("Test AUC (frame level) against the number of labelled target samples used for "
                          "fine-tuning (0: no fine-tuning), per target and method. Line: mean over seeds, "
                          "band: lowest to highest seed."),
+        "forest": ("Is DAML better? Every DAML - MAML and DAML - ERM difference of frame-level test AUC "
+                   "of the fine-tuned models in the tables above, per cell, with the 95% interval "
+                   "that holds training seeds, shot episodes and the test population; filled "
+                   "markers: intervals that exclude zero. Right of the line: DAML better."),
     }
     return captions.get(name, name)
 
@@ -280,6 +288,63 @@ def figure_shots(records: pd.DataFrame, out_png: str | Path, out_pdf: str | Path
     _save(fig, out_png, out_pdf, dpi)
 
 
+def forest_rows(table_csvs: Sequence[str | Path]) -> pd.DataFrame:
+    """The comparison rows of the tables, in table order, with a label per cell.
+
+    Returns:
+        DataFrame with table, label ("Table 2: FF++ -> DFDC"), method ("DAML - MAML"),
+        value, ci_low, ci_high (AUC points).
+    """
+    order = {name: i for i, name in enumerate(_tables.TABLES)}
+    frames = []
+    for path in sorted(map(Path, table_csvs), key=lambda p: (order.get(p.stem, len(order)), p.name)):
+        table = _tables.read_table(path)
+        rows = table[table["kind"] == _tables.COMPARISON].copy()
+        if rows.empty:
+            continue
+        title = _tables.TABLES[path.stem].title.split(".")[0] if path.stem in _tables.TABLES else path.stem
+        rows["label"] = [f"{title}: {r.train} -> {r.test}" if r.train != r.test else f"{title}: {r.test}"
+                         for r in rows.itertuples()]
+        frames.append(rows[["table", "label", "method", "value", "ci_low", "ci_high"]])
+    if not frames:
+        raise DamlError("forest: no comparison rows in the tables; they need the evaluate stage's "
+                        "predictions and at least two methods")
+    return pd.concat(frames, ignore_index=True)
+
+
+def forest(rows: pd.DataFrame, out_png: str | Path, out_pdf: str | Path, dpi: int) -> None:
+    """The forest plot of `forest_rows`: one line per cell, one marker per comparison."""
+    labels = list(dict.fromkeys(rows["label"]))
+    methods = list(dict.fromkeys(rows["method"]))
+    colours = dict(zip(methods, sns.color_palette("colorblind", len(methods) + 2)[2:]))
+    y_of = {label: i for i, label in enumerate(labels)}
+    offset = {m: (i - (len(methods) - 1) / 2) * 0.28 for i, m in enumerate(methods)}
+    with sns.axes_style(STYLE), sns.plotting_context("paper"):
+        fig = Figure(figsize=(7.5, 0.22 * len(labels) + 1.3))
+        ax = fig.subplots()
+        ax.axvline(0, color="black", linewidth=0.8)
+        for method in methods:
+            part = rows[rows["method"] == method]
+            y = np.array([y_of[label] for label in part["label"]]) + offset[method]
+            low, high = part["ci_low"].to_numpy(), part["ci_high"].to_numpy()
+            value = part["value"].to_numpy()
+            clear = (low > 0) | (high < 0)
+            ax.hlines(y, low, high, color=colours[method], linewidth=1.2, label=method)
+            ax.scatter(value[clear], y[clear], color=colours[method], s=14, zorder=3)
+            ax.scatter(value[~clear], y[~clear], facecolor="white", edgecolor=colours[method], s=14,
+                       zorder=3)
+        tables = list(dict.fromkeys(rows["table"]))
+        for table in tables[1:]:  # a rule between tables
+            first = min(y_of[label] for label in rows.loc[rows["table"] == table, "label"])
+            ax.axhline(first - 0.5, color="#d0d7de", linewidth=0.8)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel("AUC difference of the fine-tuned models (points), 95% interval")
+        ax.legend(frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(methods))
+        fig.tight_layout()
+    _save(fig, out_png, out_pdf, dpi)
+
+
 # ---------------------------------------------------------------------------------------------
 # the stage's entry point (scripts/plot_figure.py)
 
@@ -308,12 +373,13 @@ def _runs_by_method(paths: Sequence[str | Path], methods: Sequence[str], seeds: 
 
 def plot_figure(name: str, data: Sequence[str | Path], figures_config: Mapping, methods: Sequence[str],
                 seeds: Sequence[int], out_png: str | Path, out_pdf: str | Path) -> None:
-    """Draw figure `name` (figure2, figure3, figure_shots) from its input files.
+    """Draw figure `name` (figure2, figure3, figure_shots, forest) from its input files.
 
     Arguments:
         name: which figure.
         data: history.csv files (figure2), validation.csv files (figure3) or metrics.json
-            files (figure_shots), for every method and seed; any order.
+            files (figure_shots), for every method and seed, or the tables' CSVs (forest);
+            any order.
         figures_config: the config's `figures` section (`FigureSettings` fields).
         methods, seeds: the config's `methods` and `seeds` (figures 2-3 keep MAML and DAML).
         out_png, out_pdf: outputs.
@@ -330,5 +396,7 @@ def plot_figure(name: str, data: Sequence[str | Path], figures_config: Mapping, 
         records = shot_records(settings.shots_source, settings.shots_targets, methods, seeds,
                                settings.shots, Evaluations(data))
         figure_shots(records, out_png, out_pdf, DPI, settings.shots_source)
+    elif name == "forest":
+        forest(forest_rows(data), out_png, out_pdf, DPI)
     else:
-        raise DamlError(f"figure {name!r}: unknown; known: figure2, figure3, figure_shots")
+        raise DamlError(f"figure {name!r}: unknown; known: figure2, figure3, figure_shots, forest")

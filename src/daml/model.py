@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from daml.errors import DamlError
+from daml.machine import cpu_model
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +151,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
         raise DamlError(f"precision={precision!r}: use fp32, bf16 or auto")
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    return torch.bfloat16 if native else None
+    return torch.bfloat16 if native_bf16() else None
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):
@@ -168,6 +165,29 @@ def configure_threads(threads: int) -> None:
     """Use `threads` CPU threads for intra-op work (0 keeps torch's default)."""
     if threads > 0:
         torch.set_num_threads(threads)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), as oneDNN reports it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def runtime_record(device: torch.device, dtype: torch.dtype | None) -> dict:
+    """Where and in what precision a stage computed, for its outputs (the report shows it)."""
+    processor = cpu_model()
+    if device.type == "cuda":
+        processor = torch.cuda.get_device_name(device)
+    return {
+        "device": str(device),
+        "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+        "processor": processor,
+        "native_bf16": native_bf16() if device.type == "cpu" else None,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
 
 
 def runtime(device: str, precision: str, threads: int = 0) -> tuple[torch.device, torch.dtype | None]:

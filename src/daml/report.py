@@ -35,6 +35,7 @@ from daml import figures as _figures
 from daml import tables as _tables
 from daml.errors import DamlError
 from daml.io import write_text
+from daml.machine import cpu_model, memory_gib
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ PARTIAL_BANNER = ("Some of these numbers come from the embedded synthetic benchm
                   "below); those test the pipeline and are not a reproduction of the paper.")
 TABLE_ORDER = ("table1", "table2", "table3", "loto")
 FIGURE_ORDER = ("figure2", "figure3", "figure_shots")
+BESIDE_TABLES = ("forest",)  # figures shown with the tables, not among the paper's figures
 STAGE_ORDER = ("generate_benchmark", "index_dataset", "extract_frames", "align_faces", "train_models",
                "evaluate_models", "make_table", "plot_figure", "render_report")
 DISTRIBUTIONS = {  # shown name -> distribution name
@@ -261,6 +263,31 @@ def _hms(seconds: float) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def precision_summary(metrics: Iterable[str | Path]) -> list[dict]:
+    """Where and in what precision the models were trained, fine-tuned and scored.
+
+    Read from the `runtime` records of the evaluate stage's metrics.json files (their
+    training record is copied from the model file), counted per distinct record: the same
+    commit trains in bf16 on a CPU with native bf16 and in fp32 on one without, and gives
+    other numbers.
+    """
+    counts: dict[tuple[str, str], int] = {}
+    for path in metrics:
+        with open(path) as handle:
+            runtime = json.load(handle).get("runtime") or {}
+        for stage in ("train", "adapt", "evaluate"):
+            record = runtime.get(stage)
+            if record:
+                text = (f"{record.get('precision')} on {record.get('device')} "
+                        f"({record.get('processor')}; native bf16: {record.get('native_bf16')}, "
+                        f"torch {record.get('torch')})")
+                counts[(stage, text)] = counts.get((stage, text), 0) + 1
+    names = {"train": "training precision", "adapt": "fine-tuning precision",
+             "evaluate": "scoring precision"}
+    return [{"name": names[stage], "value": f"{text}: {count} model evaluation(s)"}
+            for (stage, text), count in sorted(counts.items())]
+
+
 def software_versions() -> list[dict]:
     """Python and the versions of the packages the workflow uses ("not installed" if absent)."""
     rows = [{"name": "python", "version": sys.version.split()[0]}]
@@ -275,17 +302,9 @@ def software_versions() -> list[dict]:
 
 def hardware() -> list[dict]:
     """CPU model, cores, memory and GPUs (via nvidia-smi) of the machine rendering the report."""
-    cpu = platform.processor() or platform.machine()
-    memory = ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            models = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        cpu = models[0] if models else cpu
-        with open("/proc/meminfo") as handle:
-            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal"))
-        memory = f"{kib / 2 ** 20:.1f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
+    cpu = cpu_model()
+    gib = memory_gib()
+    memory = f"{gib:.1f} GiB" if gib is not None else ""
     # nvidia-smi rather than torch: the report's environment has no torch (envs/report.yaml)
     gpus = "none"
     if shutil.which("nvidia-smi"):
@@ -391,6 +410,7 @@ def render_report(
     schema_path: str | Path | None = None,
     schema: Mapping | None = None,
     benchmarks_dir: str | Path | None = None,
+    evaluations: Sequence[str | Path] = (),
     title: str = "DAML reproduction report",
 ) -> str:
     """Render the standalone HTML report and write it atomically.
@@ -407,6 +427,7 @@ def render_report(
         faces: face shard tables `results/faces/{faceset}/shard{N}.csv` and `.skips.csv`.
         schema_path, schema: the config schema (file or parsed), for "paper / ours / why".
         benchmarks_dir: folder of Snakemake benchmark TSV files (`results/benchmarks`).
+        evaluations: the evaluate stage's metrics.json files, for the precision records.
         title: page title.
 
     Returns:
@@ -433,7 +454,11 @@ def render_report(
         "synthetic_sets": synthetic_sets,
         "tables": [html_table(_tables.read_table(p)) for p in _by_stem(tables, ".csv", TABLE_ORDER)],
         "figures": [{"name": p.stem, "uri": _png_data_uri(p), "caption": _figures.caption(p.stem, settings)}
-                    for p in _by_stem(figures, ".png", FIGURE_ORDER)],
+                    for p in _by_stem(figures, ".png", FIGURE_ORDER) if p.stem not in BESIDE_TABLES],
+        "table_figures": [{"name": p.stem, "uri": _png_data_uri(p),
+                           "caption": _figures.caption(p.stem, settings)}
+                          for p in _by_stem(figures, ".png", BESIDE_TABLES)
+                          if p.stem in BESIDE_TABLES],
         "choices": choices_table(schema, config) if schema else [],
         "config_yaml": yaml.safe_dump(_plain(config), sort_keys=False, allow_unicode=True, width=100),
         "manifests": manifest_rows,
@@ -441,7 +466,7 @@ def render_report(
         "face_skips": reason_counts(skip_paths),
         "problems": reason_counts(problems),
         "software": software_versions(),
-        "hardware": hardware(),
+        "hardware": hardware() + precision_summary(evaluations),
         "stages": stage_times(benchmarks_dir) if benchmarks_dir else [],
     }
     context["total_seconds"] = sum(s["seconds"] for s in context["stages"])

@@ -40,7 +40,7 @@ from daml.errors import DamlError
 from daml.evaluations import Evaluations
 from daml.io import write_csv, write_text
 from daml.stats.intervals import (
-    N_RESAMPLES, Analysis, Estimate, cell_from_predictions, difference, mean_of,
+    CONFIDENCE, N_RESAMPLES, Analysis, Estimate, cell_from_predictions, difference, mean_of,
 )
 from daml.stats.power import detectable_difference
 
@@ -423,11 +423,14 @@ def _fmt_interval(value: float, low: float, high: float) -> str:
 
 
 def _spread(row) -> float:
-    """What a measured cell's ± shows: the half-width of its interval, or without
+    """What a measured cell's ± shows: the half-width of its 95% interval before it is cut
+    to [0, 100] (so a cell whose interval spans the whole range says so), or without
     predictions the standard deviation over seeds."""
-    if pd.isna(row["ci_low"]) or pd.isna(row["ci_high"]):
+    if pd.isna(row["ci_low"]) or pd.isna(row["se"]):
         return row["std"]
-    return (row["ci_high"] - row["ci_low"]) / 2
+    if not np.isfinite(row["df"]):
+        return float(stats.norm.ppf(0.5 + CONFIDENCE / 2) * row["se"])
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, row["df"]) * row["se"])
 
 
 def _row_label(kind: str, sub: pd.DataFrame) -> str:
@@ -553,7 +556,7 @@ def _interval_note(df: pd.DataFrame) -> str:
     noise = sorted(set(rows["noise"]), key=len)[-1].replace("+", ", ")
     units = f"{int(rows['n_units'].min())}-{int(rows['n_units'].max())}"
     text = (f"Our rows: mean over {seeds} seed{'s' if seeds > 1 else ''} ± the half-width of a 95% "
-            f"interval that holds {noise} (a cluster bootstrap over {units} groups of test videos "
+            f"interval (before it is cut to 0-100 in the CSV) that holds {noise} (a cluster bootstrap over {units} groups of test videos "
             "sharing a person or footage, the seed spread at its own t; daml.stats); a cell is n/a "
             "when a metric is undefined for some seed.")
     if seeds == 1:

@@ -57,7 +57,7 @@ from daml.facedata import Faces, describe_split, load_faces
 from daml.graphed import EagerRunner, GraphedRunner
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
-from daml.model import autocast, build_model, runtime
+from daml.model import autocast, build_model, runtime, runtime_record
 from daml.tasks import Task, TaskSampler, build_tasks
 
 log = logging.getLogger(__name__)
@@ -322,6 +322,7 @@ def train_model(
         "seed": seed,
         "best_iteration": best["iteration"],
         "best_validation": best["row"],
+        "runtime": runtime_record(device, dtype),
     }
     write_csv(out_history, pd.DataFrame(state["history"], columns=HISTORY_COLUMNS))
     write_csv(out_validation, pd.DataFrame(state["validation"], columns=VALIDATION_COLUMNS))

@@ -115,3 +115,35 @@ def test_captions_mention_window():
     settings = figures.FigureSettings("ffpp-c23", "ffpp-c23", ["celebdf"], [0, 10], 25)
     assert "25 iterations" in figures.caption("figure2", settings)
     assert "ffpp-c23" in figures.caption("figure3", settings)
+
+
+def comparison_table(path: Path, name: str, cells: list[tuple[str, str, str, float, float, float]]):
+    """A tidy table CSV holding only comparison rows (train, test, method, value, low, high)."""
+    from daml import tables
+
+    rows = [{c: np.nan for c in tables.TIDY_COLUMNS} | {
+        "table": name, "train": train, "test": test, "source": "s", "target": "t", "shots": 10,
+        "method": method, "kind": tables.COMPARISON, "metric": "AUC", "value": value,
+        "ci_low": low, "ci_high": high, "n_seeds": 2, "per_seed": "", "noise": ""}
+        for train, test, method, value, low, high in cells]
+    pd.DataFrame(rows, columns=tables.TIDY_COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_forest_plot_draws_every_comparison_of_the_tables_in_table_order(tmp_path):
+    t2 = comparison_table(tmp_path / "table2.csv", "table2", [
+        ("FF++", "Celeb-DF", "DAML - MAML", 2.0, -5.0, 9.0),
+        ("FF++", "Celeb-DF", "DAML - ERM", 6.0, 1.0, 11.0)])
+    t1 = comparison_table(tmp_path / "table1.csv", "table1", [
+        ("FF++ c23", "FF++ c23", "DAML - MAML", -1.0, -3.0, 1.0)])
+    rows = figures.forest_rows([t2, t1])
+    assert list(rows["label"]) == ["Table 1: FF++ c23", "Table 2: FF++ -> Celeb-DF", "Table 2: FF++ -> Celeb-DF"]
+    out = tmp_path / "figures"
+    settings = {"curves_source": "ffpp-c23", "shots_source": "ffpp-c23", "shots_targets": [], "shots": [0],
+                "smooth_window": 2}
+    figures.plot_figure("forest", [t2, t1], settings, ["daml", "maml", "erm"], [0, 1],
+                        out / "forest.png", out / "forest.pdf")
+    assert_valid(out / "forest.png", out / "forest.pdf")
+    empty = comparison_table(tmp_path / "loto.csv", "loto", [])
+    with pytest.raises(DamlError, match="no comparison rows"):
+        figures.forest_rows([empty])

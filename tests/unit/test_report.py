@@ -1,5 +1,6 @@
 """The HTML report from hand-made tables, figures, manifests, face tables and benchmark files."""
 
+import json
 import base64
 import hashlib
 from pathlib import Path
@@ -181,3 +182,21 @@ def test_bad_figure_is_an_error(inputs, tmp_path):
     with pytest.raises(DamlError, match="figure2.png"):
         report.render_report(tmp_path / "r.html", config=CONFIG, synthetic=False, **inputs)
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_records_where_and_in_what_precision_models_ran(inputs, tmp_path):
+    record = {"device": "cpu", "precision": "bf16", "processor": "AMD EPYC", "native_bf16": True,
+              "threads": 1, "torch": "2.13.0+cpu"}
+    paths = []
+    for i, train in enumerate([record, record, {**record, "precision": "fp32", "native_bf16": False}]):
+        path = tmp_path / f"m{i}.json"
+        path.write_text(json.dumps({"runtime": {"train": train, "evaluate": record}}))
+        paths.append(path)
+    rows = report.precision_summary(paths)
+    assert {"name": "training precision",
+            "value": "bf16 on cpu (AMD EPYC; native bf16: True, torch 2.13.0+cpu): 2 model evaluation(s)"} in rows
+    assert any(r["value"].startswith("fp32 on cpu") and r["value"].endswith(": 1 model evaluation(s)")
+               for r in rows if r["name"] == "training precision")
+    html = report.render_report(tmp_path / "r.html", config=CONFIG, synthetic=True, schema=SCHEMA,
+                                evaluations=paths, **inputs)
+    assert "<td>training precision</td>" in html and "native bf16: False" in html

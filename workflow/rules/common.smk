@@ -25,7 +25,7 @@ wildcard_constraints:
     seed=r"\d+",
     shard=r"\d{3}",
     table="table1|table2|table3|loto",
-    figure="figure2|figure3|figure_shots",
+    figure="figure2|figure3|figure_shots|forest",
 
 
 # ---------------------------------------------------------------- data
@@ -196,6 +196,11 @@ def table_evaluations(table, file):
     )
 
 
+def all_table_metrics():
+    """metrics.json of every evaluation a table reads (the report shows their precision)."""
+    return sorted({f for t in TABLES for f in table_evaluations(t, "metrics.json")})
+
+
 def table_metrics(wildcards):
     return table_evaluations(wildcards.table, "metrics.json")
 
@@ -232,11 +237,13 @@ def figure_inputs(wildcards):
         return curve_histories("history.csv")
     if wildcards.figure == "figure3":
         return curve_histories("validation.csv")
+    if wildcards.figure == "forest":
+        return [rules.make_table.output.csv.format(table=t) for t in TABLES]
     return shots_evaluations()
 
 
 TABLES = [t for t in ("table1", "table2", "table3", "loto") if config["tables"][t]]
-FIGURES = ["figure2", "figure3", "figure_shots"]
+FIGURES = ["figure2", "figure3", "figure_shots", "forest"]
 
 
 def table_outputs(table):

@@ -6,6 +6,7 @@ rule render_report:
         tables=[f for t in TABLES for f in table_outputs(t)],
         figures=[f for fig in FIGURES for f in figure_outputs(fig)],
         manifests=all_manifests(),
+        evaluations=all_table_metrics(),
         faces=[
             f
             for fs in used_facesets()
