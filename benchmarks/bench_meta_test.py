@@ -1,22 +1,28 @@
-"""What the meta-test fine-tuning does to test AUC, and which part of it: weights or batch norm.
+"""Which meta-test rule to use, chosen on validation data only; test AUC beside it, not used.
 
-Reads a finished workflow run (trained models and face shards under `results/`) and, for
-every method and seed of one source and each of its targets, scores the target's test split
-with the trained model as it is and after the meta-test fine-tuning of `daml.adapt` on the
-same leak-free shots, once per batch-norm rule:
+Reads a finished workflow run (trained models and face shards under `results/`). For every
+(source, target) row of the chosen tables, every method, seed and episode, it adapts the
+trained model on leak-free shots of the target's train split by each candidate rule of
+`daml.adapt` and scores it twice:
 
-    as trained              theta itself (the zero-shot companion rows)
-    source                  fine-tuned, running statistics of training kept (eval-mode BN)
-    shots                   fine-tuned, running statistics re-estimated once on the shots
-    batch                   fine-tuned in train mode, running statistics drift to the shots
-    batch, weights fixed    the `batch` rule at learning rate 0: only the statistics move
-    shots, weights fixed    the `shots` rule with no step: only the statistics change
+- on the target's **val** split (shots leak-free against it): the number the rule is chosen by;
+- on the target's **test** split (shots leak-free against it, as the workflow draws them):
+  a descriptive ablation, printed beside, never read by the choice.
 
-The last two separate the effect of the batch-norm statistics from that of the weights.
-Frame-level AUC in percent, mean over seeds; "mean" averages the targets.
+Candidates:
 
-    python benchmarks/bench_meta_test.py --results results --source ffpp-c23 \
-        --targets celebdf dfdc wilddeepfake
+    finetune, source     Adam at adapt.lr for adapt.steps, batch-norm statistics of training kept
+    finetune, shots      the same, statistics re-estimated once on the shots
+    finetune, batch      the same in train mode, statistics drifting towards the shots
+    inner                meta-training's inner loop (eq. 2 at the model's train.inner_lr and
+                         inner_steps, train-mode batch norm), what theta was optimised for
+    as trained           no adaptation (reference, not a candidate)
+
+The rule: the candidate with the highest val AUC averaged over rows, methods, seeds and
+episodes. Its margin over the runner-up is given with a 95% interval over the paired
+(row, method, seed, episode) differences.
+
+    python benchmarks/bench_meta_test.py --results results --tables table1 table2 --episodes 4
 """
 
 from __future__ import annotations
@@ -26,37 +32,40 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
+from scipy import stats
 
 from daml import config as daml_config
-from daml.adapt import AdaptSettings, adapted_copy, choose_shots
+from daml.adapt import AdaptSettings, InnerLoop, adapted_copy, choose_shots, episode_seed
 from daml.evaluate import predict, target_techniques
-from daml.facedata import load_faces, load_table
+from daml.facedata import load_faces
 from daml.metrics import frame_metrics
-from daml.model import load_model
+from daml.model import load_model, runtime
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = {  # name -> (bn_mode, learning rate factor, steps factor)
-    "source": ("source", 1.0, 1),
-    "shots": ("shots", 1.0, 1),
-    "batch": ("batch", 1.0, 1),
-    "batch, weights fixed": ("batch", 0.0, 1),
-    "shots, weights fixed": ("shots", 1.0, 0),
+CANDIDATES = {  # name -> AdaptSettings changes
+    "finetune, source": {"rule": "finetune", "bn_mode": "source"},
+    "finetune, shots": {"rule": "finetune", "bn_mode": "shots"},
+    "finetune, batch": {"rule": "finetune", "bn_mode": "batch"},
+    "inner": {"rule": "inner"},
 }
+AS_TRAINED = "as trained"
 
 
-def auc(model, faces, device) -> float:
-    probs = predict(model, faces.images, 256, device)
+def auc(model, faces, device, dtype) -> float:
+    probs = predict(model, faces.images, 256, device, dtype)
     return 100.0 * frame_metrics(faces.table["label"].to_numpy(), probs)["auc"]
 
 
-def measure(results: Path, config: dict, source: str, targets: list[str], shots: int) -> pd.DataFrame:
-    device = torch.device("cpu")
+def measure(results: Path, config: dict, pairs: list[tuple[str, str]], episodes: int,
+            precision: str) -> pd.DataFrame:
+    device, dtype = runtime("cpu", precision)
     rule = AdaptSettings(**{**config["adapt"], "threads": 0})
     rows = []
-    for target in targets:
+    for source, target in pairs:
         domain = config["targets"][target]
         shards = sorted((results / "faces" / domain["faceset"]).glob("shard*.npz"))
         techniques = target_techniques(domain)
@@ -64,32 +73,48 @@ def measure(results: Path, config: dict, source: str, targets: list[str], shots:
             for seed in config["seeds"]:
                 model_pt = results / "train" / source / method / f"seed{seed}" / "model.pt"
                 model, payload = load_model(model_pt, device)
+                inner = InnerLoop.of(payload["settings"])
                 size = int(payload["image_size"])
-                test = load_faces(shards, size, techniques, ["test"])
-                train = load_table(shards, techniques, ["train"])
-                positions = choose_shots(train, test.table, shots, seed, target,
-                                         rule=domain["leak_rule"])
-                chosen = load_faces(shards, size, techniques, ["train"], positions)
-                row = {"target": target, "method": method, "seed": seed,
-                       "as trained": auc(model, test, device)}
-                for name, (bn_mode, lr_factor, steps_factor) in VARIANTS.items():
-                    settings = dataclasses.replace(rule, bn_mode=bn_mode, lr=rule.lr * lr_factor,
-                                                   steps=rule.steps * steps_factor)
-                    tuned, _ = adapted_copy(model, chosen, settings, seed, device, None)
-                    row[name] = auc(tuned, test, device)
-                rows.append(row)
-                print(json.dumps({k: round(v, 2) if isinstance(v, float) else v for k, v in row.items()}),
-                      flush=True)
+                train = load_faces(shards, size, techniques, ["train"])
+                for split in ("val", "test"):
+                    scored = load_faces(shards, size, techniques, [split])
+                    base = {"source": source, "target": target, "method": method, "seed": seed,
+                            "split": split}
+                    rows.append({**base, "episode": -1, "rule": AS_TRAINED,
+                                 "auc": auc(model, scored, device, dtype)})
+                    for episode in range(episodes):
+                        positions = choose_shots(train.table, scored.table, rule.shots,
+                                                 episode_seed(seed, episode), target,
+                                                 rule=domain["leak_rule"])
+                        shots = train.subset(positions)
+                        for name, changes in CANDIDATES.items():
+                            settings = dataclasses.replace(rule, **changes)
+                            tuned, _ = adapted_copy(model, shots, settings,
+                                                    episode_seed(seed, episode), device, dtype,
+                                                    inner)
+                            rows.append({**base, "episode": episode, "rule": name,
+                                         "auc": auc(tuned, scored, device, dtype)})
+                print(json.dumps({"source": source, "target": target, "method": method,
+                                  "seed": seed}), flush=True)
     return pd.DataFrame(rows)
 
 
-def summary(frame: pd.DataFrame) -> pd.DataFrame:
-    columns = ["as trained", *VARIANTS]
-    per_target = frame.groupby(["method", "target"], sort=False)[columns].mean()
-    means = frame.groupby(["method", "target"], sort=False)[columns].mean().groupby("method", sort=False).mean()
-    means["target"] = "mean"
-    return pd.concat([per_target.reset_index(), means.reset_index()]).sort_values(
-        ["method", "target"], key=lambda s: s.map(lambda v: (v == "mean", v)), kind="stable")
+def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Mean AUC per rule and split (rows x methods), and the validation choice."""
+    table = frame.pivot_table(index=["target", "method"], columns=["split", "rule"], values="auc",
+                              aggfunc="mean")
+    means = frame.groupby(["split", "rule"])["auc"].mean().unstack(0)
+    val = frame[(frame["split"] == "val") & (frame["rule"] != AS_TRAINED)]
+    ranked = val.groupby("rule")["auc"].mean().sort_values(ascending=False)
+    best, second = ranked.index[0], ranked.index[1]
+    keys = ["source", "target", "method", "seed", "episode"]
+    paired = (val[val["rule"] == best].set_index(keys)["auc"]
+              - val[val["rule"] == second].set_index(keys)["auc"]).dropna()
+    half = stats.t.ppf(0.975, len(paired) - 1) * paired.std(ddof=1) / np.sqrt(len(paired))
+    choice = {"rule": best, "runner_up": second, "margin": float(paired.mean()),
+              "interval": [float(paired.mean() - half), float(paired.mean() + half)],
+              "pairs": int(len(paired))}
+    return table, means, choice
 
 
 def merge(base: dict, update: dict) -> None:
@@ -105,19 +130,25 @@ def main(argv=None) -> None:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--config", type=Path, nargs="+", default=[REPO / "config.yaml"],
                         help="the config file(s) the run used, in order")
-    parser.add_argument("--source", default="ffpp-c23")
-    parser.add_argument("--targets", nargs="+", default=["celebdf", "dfdc", "wilddeepfake"])
-    parser.add_argument("--shots", type=int, default=0, help="0: adapt.shots of the config")
-    parser.add_argument("--out", type=Path, help="write the per-seed rows as CSV here")
+    parser.add_argument("--tables", nargs="+", default=["table1", "table2"])
+    parser.add_argument("--episodes", type=int, default=0, help="0: adapt.episodes of the config")
+    parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (CPU)")
+    parser.add_argument("--out", type=Path, help="write every score as CSV here")
     args = parser.parse_args(argv)
     config: dict = {}
     for path in args.config:  # later files override earlier ones key by key, as Snakemake does
         merge(config, yaml.safe_load(path.read_text()) or {})
     daml_config.validate(config, REPO / "workflow/schemas/config.schema.yaml")
-    frame = measure(args.results, config, args.source, args.targets, args.shots or config["adapt"]["shots"])
+    pairs = list(dict.fromkeys((e["source"], e["target"]) for t in args.tables
+                               for e in config["tables"][t]))
+    frame = measure(args.results, config, pairs, args.episodes or config["adapt"]["episodes"],
+                    args.precision)
     if args.out:
         frame.to_csv(args.out, index=False)
-    print(summary(frame).to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    table, means, choice = summary(frame)
+    print(table.to_string(float_format=lambda v: f"{v:.1f}"))
+    print(means.to_string(float_format=lambda v: f"{v:.2f}"))
+    print(json.dumps(choice))
 
 
 if __name__ == "__main__":

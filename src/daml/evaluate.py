@@ -39,7 +39,7 @@ from daml.errors import DamlError
 from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
 from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
-from daml.model import autocast, load_model, runtime, runtime_record
+from daml.model import autocast, inference_copy, load_model, runtime, runtime_record
 from daml.tasks import identity_components
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,13 @@ def predict(
     device: torch.device,
     dtype: torch.dtype | None = None,
 ) -> np.ndarray:
-    """Probabilities of fake for uint8 (N,S,S,3) faces; the model is put in eval mode.
+    """Probabilities of fake for uint8 (N,S,S,3) faces, in eval mode (`inference_copy`).
 
     Returns:
         float64 array (N,).
     """
     model.eval()
+    model = inference_copy(model)
     out = []
     for start in range(0, images.shape[0], batch_size):
         batch = to_input(images[start : start + batch_size].to(device, non_blocking=True))

@@ -80,3 +80,21 @@ def test_load_model_round_trip(tmp_path):
     assert torch.equal(loaded(x), model(x))
     with pytest.raises(DamlError, match="missing"):
         load_model(tmp_path / "absent.pt")
+
+
+def test_inference_copy_folds_batch_norm_and_scores_the_same():
+    from daml.model import inference_copy
+
+    model = build_model(32, 0)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.uniform_(0.5, 1.5)
+    model.train()
+    x = torch.randn(6, 3, 32, 32)
+    scorer = inference_copy(model)
+    assert model.training  # the model is untouched
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in scorer.modules())
+    with torch.no_grad():
+        expected = model.eval()(x)
+        assert torch.allclose(scorer(x), expected, atol=1e-5)
