@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from daml import config as daml_config
 from daml.adapt import AdaptSettings
@@ -32,14 +31,6 @@ from daml.figures import DPI, figure2
 from daml.train import TrainSettings, train_model
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def merge(base: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
 
 
 def run(results: Path, config: dict, source: str, seeds: list[int], work: Path) -> pd.DataFrame:
@@ -80,10 +71,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--figures", type=Path, help="draw Figure 2 per reduction into this folder")
     args = parser.parse_args(argv)
-    config: dict = {}
-    for path in args.config:
-        merge(config, yaml.safe_load(path.read_text()) or {})
-    daml_config.validate(config, REPO / "workflow/schemas/config.schema.yaml")
+    config = daml_config.load_config_files(args.config, REPO / "workflow/schemas/config.schema.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         frame = run(args.results, config, args.source, args.seeds, Path(tmp))
         if args.figures:

@@ -35,7 +35,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import yaml
 from scipy import stats
 
 from daml import config as daml_config
@@ -117,14 +116,6 @@ def summary(frame: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     return table, means, choice
 
 
-def merge(base: dict, update: dict) -> None:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            merge(base[key], value)
-        else:
-            base[key] = value
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
@@ -135,10 +126,7 @@ def main(argv=None) -> None:
     parser.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (CPU)")
     parser.add_argument("--out", type=Path, help="write every score as CSV here")
     args = parser.parse_args(argv)
-    config: dict = {}
-    for path in args.config:  # later files override earlier ones key by key, as Snakemake does
-        merge(config, yaml.safe_load(path.read_text()) or {})
-    daml_config.validate(config, REPO / "workflow/schemas/config.schema.yaml")
+    config = daml_config.load_config_files(args.config, REPO / "workflow/schemas/config.schema.yaml")
     pairs = list(dict.fromkeys((e["source"], e["target"]) for t in args.tables
                                for e in config["tables"][t]))
     frame = measure(args.results, config, pairs, args.episodes or config["adapt"]["episodes"],

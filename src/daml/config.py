@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Sequence, TypeVar
 
 import jsonschema
 import yaml
@@ -85,6 +85,24 @@ def validate(config: dict, schema_path: str | Path) -> dict:
             if entry["shots"] is None:
                 entry["shots"] = config["adapt"]["shots"]
     return config
+
+
+def load_config_files(paths: Sequence[str | Path], schema_path: str | Path) -> dict:
+    """Read config files in order, later keys overriding earlier ones key by key as
+    Snakemake's `--configfile` does, and `validate` the result (benchmarks use it)."""
+    config: dict = {}
+    for path in paths:
+        with open(path) as handle:
+            _merge(config, yaml.safe_load(handle) or {})
+    return validate(config, schema_path)
+
+
+def _merge(base: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
 
 
 def _key(error: jsonschema.ValidationError) -> str:

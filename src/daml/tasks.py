@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from daml.errors import DamlError
+from daml.unionfind import UnionFind
 
 log = logging.getLogger(__name__)
 
@@ -113,23 +114,14 @@ def identity_components(table: pd.DataFrame, rule: str = "identity") -> np.ndarr
     rule, a real clip: `video_identities`), directly or through other videos; a row without
     identities is a component of its own (its key). Names start with the dataset.
     """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = UnionFind()
     identities = video_identities(table, rule)
     for ids in identities:
         ordered = sorted(ids)
         for other in ordered[1:]:
-            a, b = find(ordered[0]), find(other)
-            if a != b:
-                parent[max(a, b)] = min(a, b)  # the smallest name is the root
+            sets.union(ordered[0], other)
     keys = table["key"].astype(str).to_numpy()
-    return np.array([find(min(ids)) if ids else key for ids, key in zip(identities, keys)])
+    return np.array([sets.find(min(ids)) if ids else key for ids, key in zip(identities, keys)])
 
 
 def leak_free(train: pd.DataFrame, held_out: pd.DataFrame, rule: str = "identity") -> np.ndarray:

@@ -110,3 +110,11 @@ def test_schema_spells_the_ffpp_techniques_of_the_reader(schema_path):
 
     schema = config.load_schema(schema_path)
     assert tuple(schema["definitions"]["technique_list"]["items"]["enum"]) == ffpp.TECHNIQUES
+
+
+def test_config_files_merge_key_by_key_as_snakemake_does(repo, schema_path):
+    cfg = config.load_config_files([repo / "config.yaml", repo / "workflow/presets/paper.yaml"],
+                                   schema_path)
+    assert cfg["train"]["iterations"] == 3000 and cfg["train"]["image_size"] == 84  # the preset
+    assert cfg["adapt"]["shots"] == 10 and cfg["seeds"] == [0, 1, 2]
+    assert cfg["synthetic"]["ffpp_pairs"] == [6, 2, 10]  # config.yaml's, the preset says nothing

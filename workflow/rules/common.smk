@@ -148,8 +148,8 @@ def faceset_manifest_of(wildcards):
 
 
 def selection_rule():
-    """The meta-test rule as model selection applies it: one shot draw, not `episodes`
-    (so that more episodes rescore the tables without retraining)."""
+    """The `adapt` settings as model selection applies them, with one shot draw and not
+    `episodes` (so that more episodes rescore the tables without retraining)."""
     return {**config["adapt"], "episodes": 1}
 
 
@@ -238,7 +238,7 @@ def figure_inputs(wildcards):
     if wildcards.figure == "figure3":
         return curve_histories("validation.csv")
     if wildcards.figure == "forest":
-        return [rules.make_table.output.csv.format(table=t) for t in TABLES]
+        return [f for t in TABLES for f in table_outputs(t) if f.endswith(".csv")]
     return shots_evaluations()
 
 

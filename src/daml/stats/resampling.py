@@ -26,6 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
+from daml.unionfind import UnionFind
+
 
 def merge_units(keys: Sequence[np.ndarray], clusters: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Per cell, each face's resampling unit (an int shared across the cells).
@@ -38,22 +40,13 @@ def merge_units(keys: Sequence[np.ndarray], clusters: Sequence[np.ndarray]) -> l
         per cell, int array of unit ids 0..U-1: two faces share a unit when their clusters
         are linked through a video key or a cluster name, in any of the cells.
     """
-    parent: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    sets = UnionFind()
     for cell_keys, cell_clusters in zip(keys, clusters):
         for key, cluster in set(zip(map(str, cell_keys), map(str, cell_clusters))):
-            a, b = find("k:" + key), find("c:" + cluster)
-            if a != b:
-                parent[max(a, b)] = min(a, b)
+            sets.union("k:" + key, "c:" + cluster)
     roots = {}
     return [
-        np.array([roots.setdefault(find("c:" + str(c)), len(roots)) for c in cell_clusters],
+        np.array([roots.setdefault(sets.find("c:" + str(c)), len(roots)) for c in cell_clusters],
                  dtype=np.int64)
         for cell_clusters in clusters
     ]
