@@ -76,7 +76,7 @@ def test_dry_run_job_counts(tmp_path):
     assert counts["generate_benchmark"] == counts["index_dataset"] == 4
     # face sets the tiny tables need: ffpp-c23 (2 shards), ffpp-c40 (1), celebdf (1)
     assert counts["align_faces"] == counts["extract_frames"] == 4
-    assert counts["make_table"] == 4 and counts["plot_figure"] == 3 and counts["render_report"] == 1
+    assert counts["make_table"] == 4 and counts["plot_figure"] == 4 and counts["render_report"] == 1
 
 
 def test_named_target_builds_only_what_it_needs(tmp_path):
@@ -118,11 +118,18 @@ def test_run_produces_every_table_figure_and_the_report(tiny_run):
     for table in TABLES:
         for ext in ("csv", "md", "tex"):
             assert (tiny_run / f"results/tables/{table}.{ext}").stat().st_size > 0
-    for figure in ("figure2", "figure3", "figure_shots"):
+    for figure in ("figure2", "figure3", "figure_shots", "forest"):
         assert (tiny_run / f"results/figures/{figure}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (tiny_run / "results/report/index.html").read_text()
     assert 'id="synthetic-banner"' in html  # synthetic data is said so at the top
     assert "DAML (paper)" in html and "Cross AVG" in html
+    assert 'id="forest"' in html and "<td>training precision</td>" in html
+    # every measured number and comparison of a real run carries its interval and its noise
+    table = pd.read_csv(tiny_run / "results/tables/table3.csv")
+    ours = table[table["kind"].isin(["measured", "zero-shot", "comparison"])]
+    assert ours["ci_low"].notna().all() and (ours["ci_low"] <= ours["value"]).all()
+    tuned = ours[ours["kind"] != "zero-shot"]
+    assert set(tuned["noise"]) == {"seeds+episodes+test clusters"} and (tuned["n_episodes"] == 2).all()
     assert not list((tiny_run / "results").glob("frames/*/*")), "temporary frames were not removed"
 
 
