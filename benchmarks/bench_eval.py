@@ -1,8 +1,9 @@
 """Evaluation throughput and the training data path against the training step.
 
 Description:
-    1. Frames per second of `daml.evaluate.predict` (eval mode, no_grad, batched) on
-       random uint8 faces, at `--image-size`.
+    1. Frames per second of `daml.evaluate.predict` (eval mode, no_grad, batch norm folded
+       into the convolutions, batches of `--eval-batch`) on random uint8 faces, at
+       `--image-size`, against the former scoring (the model as it is, batches of 256).
     2. Time per iteration of the training data path (`daml.graphed.task_inputs`: draw a
        meta-batch of task indices, gather the uint8 faces, normalise to float
        channels-last) against the time of one meta-step (`daml.meta.step`) on that
@@ -25,6 +26,7 @@ import torch
 from daml import meta
 from daml.data import ffpp
 from daml.evaluate import predict
+from daml.facedata import to_input
 from daml.model import autocast, build_model, runtime
 from daml.tasks import TaskSampler, build_tasks
 from daml.graphed import task_inputs
@@ -39,8 +41,18 @@ def faces_table(n_faces: int) -> pd.DataFrame:
             "technique": technique,
             "label": (technique != "real").astype(int),
             "video": [f"{i // 32:04d}" for i in range(n_faces)],
+            "key": [f"ffpp/c23/{technique[i]}/{i // 32:04d}" for i in range(n_faces)],
         }
     )
+
+
+@torch.no_grad()
+def former_predict(model, images, batch_size, device, dtype):
+    """The reference: scoring with the model as it is (batch norm not folded)."""
+    model.eval()
+    for start in range(0, images.shape[0], batch_size):
+        with autocast(device, dtype):
+            model(to_input(images[start : start + batch_size].to(device)))
 
 
 def timed(fn, repeats):
@@ -58,7 +70,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=84)
     parser.add_argument("--faces", type=int, default=20000, help="faces held in memory")
     parser.add_argument("--eval-faces", type=int, default=2048)
-    parser.add_argument("--eval-batch", type=int, default=256)
+    parser.add_argument("--eval-batch", type=int, default=64)
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
@@ -77,6 +89,9 @@ def main(argv=None):
     eval_images = images[: args.eval_faces]
     t_eval = timed(
         lambda: predict(model, eval_images, args.eval_batch, device, dtype), args.repeats
+    )
+    t_former = timed(
+        lambda: former_predict(model, eval_images, 256, device, dtype), args.repeats
     )
 
     sampler = TaskSampler(
@@ -101,6 +116,7 @@ def main(argv=None):
         "image_size": size,
         "precision": str(dtype or "fp32"),
         "eval_frames_per_s": round(args.eval_faces / t_eval, 1),
+        "former_eval_frames_per_s": round(args.eval_faces / t_former, 1),
         "data_path_ms_per_iteration": round(1000 * t_data, 3),
         "meta_step_ms": round(1000 * t_step, 2),
         "data_fraction_of_step": round(t_data / t_step, 4),
