@@ -27,7 +27,8 @@ from daml import meta
 from daml.data import ffpp
 from daml.evaluate import predict
 from daml.facedata import to_input
-from daml.model import autocast, build_model, runtime
+from daml.models import build_model
+from daml.runtime import autocast, runtime
 from daml.tasks import TaskSampler, build_tasks
 from daml.graphed import task_inputs
 

@@ -45,7 +45,7 @@ from daml.data import ffpp
 from daml.facedata import write_face_shards
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import make_method
-from daml.model import build_model
+from daml.models import build_model
 from daml.tasks import Task, TaskSampler
 from daml.train import TrainSettings, train_model
 

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 
 from daml import meta
-from daml.model import autocast, build_model, runtime
+from daml.models import build_model
+from daml.runtime import autocast, runtime
 
 
 def batches(tasks, size, image, device, seed=0):

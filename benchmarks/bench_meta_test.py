@@ -42,7 +42,8 @@ from daml.adapt import AdaptSettings, InnerLoop, adapted_copy, choose_shots, epi
 from daml.evaluate import predict, target_techniques
 from daml.facedata import load_faces
 from daml.metrics import frame_metrics
-from daml.model import load_model, runtime
+from daml.models import load_model
+from daml.runtime import runtime
 
 REPO = Path(__file__).resolve().parents[1]
 CANDIDATES = {  # name -> AdaptSettings changes

@@ -48,7 +48,7 @@ from daml import meta
 from daml.errors import DamlError
 from daml.facedata import Faces, to_input
 from daml.meta import loss_fn
-from daml.model import autocast
+from daml.runtime import autocast
 from daml.tasks import leak_free, sample_shots
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ Description:
     (`daml.adapt`) and scores it. Every method meets the same draws. A target is a face set,
     or FF++ reals with one technique's fakes (Table 3), so several targets share one face set.
 
-    Scoring runs in eval mode (batch norm with its running statistics, see `daml.model`)
+    Scoring runs in eval mode (batch norm with its running statistics, see `daml.models.conv4`)
     under `torch.no_grad`, in batches. Outputs, per model (docs/architecture.md):
     - metrics.json: frame- and video-level metrics of every (target, shots), computed on
       the pooled predictions of each episode (`daml.metrics`) and averaged over episodes
@@ -39,7 +39,8 @@ from daml.errors import DamlError
 from daml.facedata import describe_split, load_faces, load_table, select_rows, to_input
 from daml.io import atomic_path, write_csv, write_json
 from daml.metrics import compute_metrics
-from daml.model import autocast, inference_copy, load_model, runtime, runtime_record
+from daml.models import inference_copy, load_model, model_backbone
+from daml.runtime import autocast, runtime, runtime_record
 from daml.tasks import identity_components
 
 log = logging.getLogger(__name__)
@@ -176,47 +177,58 @@ def evaluate_models(
         )
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     trained = {e.method: load_model(e.model, device) for e in evaluations}
-    sizes = {int(payload["image_size"]) for _, payload in trained.values()}
-    if len(sizes) != 1:
-        raise DamlError(
-            f"models of source {source}, seed {seed} were trained at different image sizes "
-            f"{sorted(sizes)}: retrain them with one train.image_size"
-        )
-    [size] = sizes
-    plans, test, faces, where = _plan(shards, rows, size, seed, adapt_settings.episodes,
-                                      manifest)
+    sizes = {e.method: int(trained[e.method][1]["image_size"]) for e in evaluations}
     scored = []
-    for files in evaluations:
-        model, payload = trained[files.method]
-        inner = InnerLoop.of(payload["settings"])
-        records, predictions, models = _score(
-            files.method, model, inner, plans, test, faces, where, seed, adapt_settings,
-            settings, device, dtype,
-        )
-        result = {
-            "source": source,
-            "method": files.method,
-            "seed": seed,
-            "faceset": rows[0].domain.get("faceset"),
-            "settings": {
-                "adapt": dataclasses.asdict(adapt_settings),
-                "evaluate": dataclasses.asdict(settings),
-            },
-            "runtime": {
-                "train": payload.get("runtime"),
-                "adapt": runtime_record(*runtime(adapt_settings.device, adapt_settings.precision)),
-                "evaluate": runtime_record(device, dtype),
-            },
-            "evaluations": records,
-        }
-        scored.append((files, result, predictions, models))
+    # the face set is loaded once per input size; the shots and test faces depend only on
+    # the seed, so models of every size meet the same draws
+    for size in dict.fromkeys(sizes.values()):
+        plans, test, faces, where = _plan(shards, rows, size, seed, adapt_settings.episodes,
+                                          manifest)
+        scored += [
+            _evaluate_one(files, trained[files.method], plans, test, faces, where, source, seed,
+                          rows, adapt_settings, settings, device, dtype)
+            for files in evaluations if sizes[files.method] == size
+        ]
+        del faces
+    scored.sort(key=lambda item: [e.method for e in evaluations].index(item[0].method))
     # written once every model is scored: a model that fails leaves no other model's files
     for files, result, predictions, models in scored:
         with atomic_path(files.models) as tmp:
-            torch.save({"image_size": size, "trained": str(files.model), "models": models}, tmp)
+            torch.save({"image_size": sizes[files.method],
+                        "backbone": model_backbone(trained[files.method][1]).as_dict(),
+                        "trained": str(files.model), "models": models}, tmp)
         write_csv(files.predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
         write_json(files.metrics, result)
     return [result for _, result, _, _ in scored]
+
+
+def _evaluate_one(files, loaded, plans, test, faces, where, source, seed, rows, adapt_settings,
+                  settings, device, dtype):
+    """One trained model's meta-test on the planned rows: (files, metrics, predictions, models)."""
+    model, payload = loaded
+    inner = InnerLoop.of(payload["settings"])
+    records, predictions, models = _score(
+        files.method, model, inner, plans, test, faces, where, seed, adapt_settings,
+        settings, device, dtype,
+    )
+    result = {
+        "source": source,
+        "method": files.method,
+        "seed": seed,
+        "backbone": model_backbone(payload).as_dict(),
+        "faceset": rows[0].domain.get("faceset"),
+        "settings": {
+            "adapt": dataclasses.asdict(adapt_settings),
+            "evaluate": dataclasses.asdict(settings),
+        },
+        "runtime": {
+            "train": payload.get("runtime"),
+            "adapt": runtime_record(*runtime(adapt_settings.device, adapt_settings.precision)),
+            "evaluate": runtime_record(device, dtype),
+        },
+        "evaluations": records,
+    }
+    return files, result, predictions, models
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,7 @@ def adapt(
             the graph (second-order MAML).
         scratch_buffers: batch-norm buffers for passes at adapted weights (their updates
             are discarded); the first pass, at theta, uses the module's own buffers, so
-            running statistics follow the meta-parameters (see `daml.model`).
+            running statistics follow the meta-parameters (see `daml.models.conv4`).
         reduction: of the support loss over the batch (`loss_fn`).
         record: when given, each step's support loss is appended to it (a host read, so
             never inside a captured graph).

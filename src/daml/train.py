@@ -57,7 +57,8 @@ from daml.facedata import Faces, describe_split, load_faces
 from daml.graphed import EagerRunner, GraphedRunner
 from daml.io import atomic_path, write_csv
 from daml.metrics import frame_metrics
-from daml.model import autocast, build_model, runtime, runtime_record
+from daml.models import CONV4, Backbone, MethodSpec, build_model, graph_capturable
+from daml.runtime import autocast, runtime, runtime_record
 from daml.tasks import Task, TaskSampler, build_tasks
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ class TrainSettings:
     cuda_graph: bool
 
 
-def _fingerprint(shards, source, method, seed, settings: TrainSettings, selection) -> str:
+def _fingerprint(shards, source, spec: MethodSpec, seed, settings: TrainSettings, selection) -> str:
     fields = dataclasses.asdict(settings)
     for name in RESUMABLE_CHANGES:
         fields.pop(name)
@@ -136,7 +137,7 @@ def _fingerprint(shards, source, method, seed, settings: TrainSettings, selectio
             "settings": fields,
             "selection": selection,
             "source": source,
-            "method": method,
+            "method": spec.as_dict(),
             "seed": seed,
             "shards": sorted(Path(s).name for s in shards),
         },
@@ -199,7 +200,7 @@ class Selection:
 def train_model(
     shards: Sequence[str | Path],
     source: dict,
-    method: str,
+    method: MethodSpec | str,
     seed: int,
     settings: TrainSettings,
     adapt_settings: AdaptSettings,
@@ -215,29 +216,28 @@ def train_model(
     Arguments:
         shards: the source faceset's face shards (`shard{N}.npz`).
         source: {"faceset": str, "techniques": [str, ...] or None for all of the face set}.
-        method: "daml", "maml" or "erm".
+        method: a `MethodSpec` (algorithm and backbone), or "daml", "maml" or "erm" for
+            that algorithm on Conv-4 at `settings.image_size`.
         seed: seed of the initial weights, the task sampler, the validation subset and the
             selection shots.
         settings: `TrainSettings`.
         adapt_settings: the meta-test rule (`daml.adapt.AdaptSettings`) that validation
             applies before scoring; its device, precision and threads are not read.
-        out_model: model.pt (best weights, settings, source, method, seed).
+        out_model: model.pt (best weights, backbone, settings, source, method, seed).
         out_history: history.csv (`iteration,task,query_loss,weight,meta_loss,lr`).
         out_validation: validation.csv (`VALIDATION_COLUMNS`).
         checkpoint_path: rolling checkpoint, resumed from when it matches.
         manifest: the source dataset's manifest.csv, for the counts of an empty split.
-        data: the source as `load_source` gives it for this seed and these settings, when
-            several methods train on it (`train_models`); None reads the shards.
+        data: the source as `load_source` gives it for this seed, these settings and this
+            backbone's image size, when several methods train on it (`train_models`).
 
     Returns:
         dict with `best_iteration` and the best validation row.
     """
-    chosen = meta.make_method(
-        method, settings.daml_weight, settings.inner_lr, settings.inner_steps,
-        settings.first_order, settings.loss_reduction,
-    )
+    spec = as_spec(method, settings)
     seed = int(seed)  # wildcards may arrive as strings
-    log.info("training %s, seed %d, on source %s", method, seed, source.get("faceset"))
+    log.info("training %s (%s on %s), seed %d, on source %s", spec.name, spec.algorithm,
+             spec.backbone.name, seed, source.get("faceset"))
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     # No torch.use_deterministic_algorithms: every CPU op used here is deterministic for a
     # fixed thread count (tests/unit/test_train.py resumes to identical bytes without it),
@@ -246,13 +246,61 @@ def train_model(
     np.random.seed(seed % 2**32)
     random.seed(seed)
     if data is None:
-        data = load_source(shards, source, seed, settings, adapt_settings, device, manifest)
+        data = load_source(shards, source, seed, settings, adapt_settings, device, manifest,
+                           spec.backbone.image_size)
     # each model draws its own batches from the seed, whoever trained on the source before
     sampler = TaskSampler(
         data.tasks, settings.tasks_per_batch, settings.support_size, settings.query_size, seed
     )
+    model = build_model(spec.backbone, seed, f"method_settings.{spec.name}")
+    model = model.to(device, memory_format=torch.channels_last)
+    optimizer, scheduler = _optimizer(model, settings, device)
+    rule = _selection_rule(adapt_settings)
+    fingerprint = _fingerprint(shards, source, spec, seed, settings, rule)
+    state = {"iteration": 0, "history": [], "validation": [], "best": None}
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        resumed = _resume(
+            checkpoint_path, fingerprint, settings, model, optimizer, scheduler, sampler
+        )
+        state = resumed or state
+    chosen = meta.make_method(
+        spec.algorithm, settings.daml_weight, settings.inner_lr, settings.inner_steps,
+        settings.first_order, settings.loss_reduction,
+    )
+    runner = _runner(model, optimizer, chosen, data.images, sampler, device, dtype, settings)
+    model.train()
+    for iteration in tqdm(range(state["iteration"] + 1, settings.iterations + 1),
+                          desc=f"train {spec.name}", initial=state["iteration"],
+                          total=settings.iterations, mininterval=5):
+        runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
+        scheduler.step()
+        if iteration % settings.log_every == 0 or iteration % settings.validate_every == 0 or (
+            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
+        ):
+            _bookkeeping(state, iteration, runner, model, optimizer, scheduler, sampler, data,
+                         device, dtype, settings, checkpoint_path, fingerprint)
+    if settings.iterations % settings.validate_every != 0 or state["best"] is None:
+        # the final validation is not checkpointed, so a longer resumed run does not see it
+        _validate_and_select(
+            state, settings.iterations, model, data.selection, device, dtype, settings
+        )
+    best = state["best"]
+    _write_outputs(state, spec, seed, source, settings, rule, runtime_record(device, dtype),
+                   out_model, out_history, out_validation)
+    log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
+    return {"best_iteration": best["iteration"], **best["row"]}
 
-    model = build_model(settings.image_size, seed).to(device, memory_format=torch.channels_last)
+
+def as_spec(method: MethodSpec | str, settings: TrainSettings) -> MethodSpec:
+    """A method as a `MethodSpec`; a bare algorithm name is that algorithm on Conv-4."""
+    if isinstance(method, MethodSpec):
+        return method
+    return MethodSpec(method, method, Backbone(CONV4, settings.image_size))
+
+
+def _optimizer(model, settings: TrainSettings, device):
+    """Adam at `meta_lr` with the step decay of the schedule."""
     # a graph replays Adam's update, so its step count must live on the GPU (capturable);
     # the eager GPU path uses the same Adam, so both do the same arithmetic
     optimizer = torch.optim.Adam(
@@ -261,82 +309,58 @@ def train_model(
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, settings.lr_decay_every, settings.lr_decay_factor
     )
-    rule = _selection_rule(adapt_settings)
-    fingerprint = _fingerprint(shards, source, method, seed, settings, rule)
-    state = {"iteration": 0, "history": [], "validation": [], "best": None}
-    checkpoint_path = Path(checkpoint_path)
-    if checkpoint_path.exists():
-        resumed = _resume(
-            checkpoint_path, fingerprint, settings, model, optimizer, scheduler, sampler
-        )
-        state = resumed or state
+    return optimizer, scheduler
 
-    runner = _runner(model, optimizer, chosen, data.images, sampler, device, dtype, settings)
-    model.train()
-    progress = tqdm(
-        range(state["iteration"] + 1, settings.iterations + 1),
-        desc=f"train {method}",
-        initial=state["iteration"],
-        total=settings.iterations,
-        mininterval=5,
-    )
-    for iteration in progress:
-        runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
-        scheduler.step()
-        log_now = iteration % settings.log_every == 0
-        validate_now = iteration % settings.validate_every == 0
-        checkpoint_now = (
-            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
-        )
-        if not (log_now or validate_now or checkpoint_now):
-            continue
-        # the graphed runner reads its losses here, and stops on a non-finite one
-        # before anything is validated or saved
-        for step_iteration, lr, record in runner.drain():
-            for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
-                state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
-        if log_now:
-            log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
-        if validate_now:
-            _validate_and_select(state, iteration, model, data.selection, device, dtype, settings)
-        if checkpoint_now:
-            _save_checkpoint(
-                checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler,
-                sampler,
-            )
-    progress.close()
-    if settings.iterations % settings.validate_every != 0 or state["best"] is None:
-        # the final validation is not checkpointed, so a longer resumed run does not see it
-        _validate_and_select(
-            state, settings.iterations, model, data.selection, device, dtype, settings
+
+def _bookkeeping(state, iteration, runner, model, optimizer, scheduler, sampler, data, device,
+                 dtype, settings, checkpoint_path, fingerprint) -> None:
+    """What an iteration due for a log line, a validation or a checkpoint does."""
+    # the graphed runner reads its losses here, and stops on a non-finite one
+    # before anything is validated or saved
+    record, lr = None, None
+    for step_iteration, lr, record in runner.drain():
+        for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
+            state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
+    if iteration % settings.log_every == 0 and record is not None:
+        log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
+    if iteration % settings.validate_every == 0:
+        _validate_and_select(state, iteration, model, data.selection, device, dtype, settings)
+    if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+        _save_checkpoint(
+            checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler, sampler
         )
 
+
+def _write_outputs(state, spec: MethodSpec, seed, source, settings, rule, where,
+                   out_model, out_history, out_validation) -> None:
+    """model.pt (the selected weights and everything needed to rebuild and judge them),
+    history.csv and validation.csv."""
     best = state["best"]
     payload = {
         "state_dict": best["state_dict"],
-        "image_size": settings.image_size,
+        "image_size": spec.backbone.image_size,
+        "backbone": spec.backbone.as_dict(),
         "settings": dataclasses.asdict(settings),
         "selection": rule,
         "source": source,
-        "method": method,
+        "method": spec.name,
+        "algorithm": spec.algorithm,
         "seed": seed,
         "best_iteration": best["iteration"],
         "best_validation": best["row"],
-        "runtime": runtime_record(device, dtype),
+        "runtime": where,
     }
     write_csv(out_history, pd.DataFrame(state["history"], columns=HISTORY_COLUMNS))
     write_csv(out_validation, pd.DataFrame(state["validation"], columns=VALIDATION_COLUMNS))
     with atomic_path(out_model) as tmp:
         torch.save(payload, tmp)
-    log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
-    return {"best_iteration": best["iteration"], **best["row"]}
 
 
 @dataclass(frozen=True)
 class ModelFiles:
     """One method to train on a source, and where its model, logs and checkpoint go."""
 
-    method: str
+    method: MethodSpec | str
     model: Path
     history: Path
     validation: Path
@@ -352,21 +376,27 @@ def train_models(
     runs: Sequence[ModelFiles],
     manifest: str | Path | None = None,
 ) -> list[dict]:
-    """`train_model` for several methods on one source and seed, reading the source once.
+    """`train_model` for several methods on one source and seed, reading the source once
+    per input size.
 
-    Every method trains on the same faces, tasks, validation faces and selection shots, with
-    batches drawn from the seed as if it trained alone. Returns each `train_model` summary.
+    Every method trains on the same faces, tasks, validation faces and selection shots (at
+    its backbone's input size), with batches drawn from the seed as if it trained alone.
+    Returns each `train_model` summary, in the order of `runs`.
     """
     seed = int(seed)
     device, _ = runtime(settings.device, settings.precision, settings.threads)
-    data = load_source(shards, source, seed, settings, adapt_settings, device, manifest)
-    return [
-        train_model(
-            shards, source, run.method, seed, settings, adapt_settings, run.model, run.history,
-            run.validation, run.checkpoint, manifest, data,
-        )
-        for run in runs
-    ]
+    specs = [as_spec(run.method, settings) for run in runs]
+    summaries: dict[int, dict] = {}
+    for size in dict.fromkeys(spec.backbone.image_size for spec in specs):
+        data = load_source(shards, source, seed, settings, adapt_settings, device, manifest, size)
+        for i, (run, spec) in enumerate(zip(runs, specs)):
+            if spec.backbone.image_size == size:
+                summaries[i] = train_model(
+                    shards, source, spec, seed, settings, adapt_settings, run.model, run.history,
+                    run.validation, run.checkpoint, manifest, data,
+                )
+        del data
+    return [summaries[i] for i in range(len(runs))]
 
 
 @dataclass
@@ -378,11 +408,14 @@ class SourceData:
     selection: Selection
 
 
-def load_source(shards, source, seed, settings, adapt_settings, device, manifest) -> SourceData:
-    """The source's train and val faces, its tasks and the shots and val faces of selection."""
+def load_source(shards, source, seed, settings, adapt_settings, device, manifest,
+                image_size: int | None = None) -> SourceData:
+    """The source's train and val faces, its tasks and the shots and val faces of selection,
+    at `image_size` pixels (default `settings.image_size`)."""
+    image_size = image_size or settings.image_size
     techniques = source.get("techniques")  # None: every fake technique of the face set
     faceset = source.get("faceset")
-    train_faces = load_faces(shards, settings.image_size, techniques, ["train"])
+    train_faces = load_faces(shards, image_size, techniques, ["train"])
     if techniques is None:
         fakes = train_faces.table[train_faces.table["label"] == 1]
         techniques = sorted(fakes["technique"].unique())
@@ -391,7 +424,7 @@ def load_source(shards, source, seed, settings, adapt_settings, device, manifest
             f"source {faceset}: no faces in the train split, so there is nothing to train on: "
             + describe_split(shards, manifest, faceset, techniques, "train")
         )
-    val_faces = load_faces(shards, settings.image_size, techniques, ["val"])
+    val_faces = load_faces(shards, image_size, techniques, ["val"])
     if len(val_faces) == 0:
         raise DamlError(
             f"source {faceset}: no faces in the val split; validation selects the model, so "
@@ -434,8 +467,9 @@ def _selection_rule(adapt_settings: AdaptSettings) -> dict:
 
 
 def _runner(model, optimizer, method, images, sampler, device, dtype, settings):
-    """The step runner: CUDA-graph replay on a GPU (unless `cuda_graph` is off), else eager."""
-    if settings.cuda_graph and device.type == "cuda":
+    """The step runner: CUDA-graph replay on a GPU (unless `cuda_graph` is off or the backbone
+    is not known to capture cleanly, `daml.models.graph_capturable`), else eager."""
+    if settings.cuda_graph and device.type == "cuda" and graph_capturable(model):
         return GraphedRunner(
             model,
             optimizer,

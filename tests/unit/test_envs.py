@@ -31,6 +31,7 @@ DISTRIBUTION = {
     "seaborn": "seaborn",
     "skimage": "scikit-image",
     "sklearn": "scikit-learn",
+    "timm": "timm",
     "torch": "pytorch",
     "tqdm": "tqdm",
     "yaml": "pyyaml",

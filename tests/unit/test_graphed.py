@@ -11,7 +11,7 @@ import torch
 from daml.errors import DamlError
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import make_method
-from daml.model import build_model
+from daml.models import build_model
 from daml.tasks import Task, TaskSampler
 
 torch.set_num_threads(1)

@@ -10,7 +10,7 @@ from torch import nn
 
 from daml import meta
 from daml.errors import DamlError
-from daml.model import build_model
+from daml.models import build_model
 
 torch.set_num_threads(1)
 

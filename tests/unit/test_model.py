@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from daml.errors import DamlError
-from daml.model import Conv4, build_model, feature_size, load_model
+from daml.models import Conv4, build_model, feature_size, load_model
 
 torch.set_num_threads(1)
 
@@ -83,7 +83,7 @@ def test_load_model_round_trip(tmp_path):
 
 
 def test_inference_copy_folds_batch_norm_and_scores_the_same():
-    from daml.model import inference_copy
+    from daml.models import inference_copy
 
     model = build_model(32, 0)
     for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):

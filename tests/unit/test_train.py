@@ -17,7 +17,7 @@ from daml.errors import DamlError
 from daml.evaluate import Evaluation, EvaluateSettings, Row, evaluate_model, evaluate_models
 from daml.facedata import load_faces, to_input, write_face_shards
 from daml.meta import loss_fn
-from daml.model import load_model
+from daml.models import load_model
 from daml import train as train_module
 from daml.train import ModelFiles, TrainSettings, train_model, train_models
 
@@ -426,8 +426,14 @@ def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_
 
     other = run(tmp_path / "big", shards, method="maml", iterations=2, image_size=24)[1]["out_model"]
     mixed = [jobs[0], Evaluation("maml", other, tmp_path / "x.json", tmp_path / "x.csv", tmp_path / "x.pt")]
-    with pytest.raises(DamlError, match=r"different image sizes \[16, 24\]"):
-        evaluate_models(mixed, shards, rows, "src", 0, adapt_settings(), scoring)
+    # models of another input size join the job: the face set is loaded at each size, and
+    # every model still meets the same shots and gives what it gives alone
+    before = pd.read_csv(jobs[0].predictions)
+    evaluate_models(mixed, shards, rows, "src", 0, adapt_settings(), scoring)
+    pd.testing.assert_frame_equal(pd.read_csv(jobs[0].predictions), before)
+    tuned = torch.load(tmp_path / "x.pt", weights_only=False)
+    assert tuned["image_size"] == 24
+    assert tuned["models"]["nt/shots4/episode0"]["adapt"]["keys"] == keys[0]
 
 
 def test_episodes_draw_other_shots_the_same_for_every_method_and_average(tmp_path, shards):

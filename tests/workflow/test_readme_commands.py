@@ -1,7 +1,7 @@
 """Every command the README gives a user works from the install the README gives.
 
-The environment is built as the README's first command builds it (a new venv, `pip install
-torch==2.13.0`, `pip install -e '.[workflow]'`), so nothing of the `test` extra is in it: CI's
+The environment is built as the README's first command builds it (a new venv, the README's
+pinned torch and torchvision, `pip install -e '.[workflow]'`), so nothing of the `test` extra is in it: CI's
 own environment hid that `snakemake --report` needs the `reports` extra. The commands are
 read from the README's bash blocks, so a command added there is run here or must be named in
 `SKIPPED` with the reason; a command named here that the README no longer gives fails too.
@@ -45,8 +45,16 @@ SKIPPED = {
     "here; tests/workflow/test_conda_deploy.py deploys and checks the environments",
     "python -m pytest": "the test suite itself",
 }
-INSTALL = ("python3 -m venv .venv", ". .venv/bin/activate", "pip install torch==2.13.0",
-           "pip install -e '.[workflow]'", "pip install -e '.[workflow,test]'")
+SETUP = ("python3 -m venv .venv", ". .venv/bin/activate")
+TORCH = re.compile(r"pip install (torch==\S+(?: torchvision==\S+)?)$")
+INSTALL = ("pip install -e '.[workflow]'", "pip install -e '.[workflow,test]'")
+
+
+def torch_pins(commands: list[str]) -> list[str]:
+    """The requirements of the README's torch line (`pip install torch==... torchvision==...`)."""
+    pins = {match.group(1) for c in commands if (match := TORCH.match(c))}
+    assert len(pins) == 1, f"the README should pin torch in one way, found {sorted(pins)}"
+    return pins.pop().split()
 
 
 def readme_commands(text: str) -> list[str]:
@@ -62,7 +70,8 @@ def readme_commands(text: str) -> list[str]:
 
 def test_every_readme_command_is_checked_or_named_as_skipped():
     commands = readme_commands(README.read_text())
-    unknown = [c for c in commands if c not in CHECKED and c not in SKIPPED and c not in INSTALL]
+    known = {*CHECKED, *SKIPPED, *SETUP, *INSTALL, "pip install " + " ".join(torch_pins(commands))}
+    unknown = [c for c in commands if c not in known]
     assert not unknown, f"README commands with no check here: {unknown}; add them to CHECKED or SKIPPED"
     stale = [c for c in [*CHECKED, *SKIPPED] if c not in commands]
     assert not stale, f"checked here but no longer in the README: {stale}"
@@ -75,7 +84,7 @@ def readme_env(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("readme-env") / ".venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = [str(venv / "bin/python"), "-m", "pip", "install", "-q"]
-    for command in (["torch==2.13.0"], ["-e", f"{REPO}[workflow]"]):
+    for command in (torch_pins(readme_commands(README.read_text())), ["-e", f"{REPO}[workflow]"]):
         done = subprocess.run(pip + command, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return venv

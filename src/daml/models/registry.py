@@ -1,0 +1,161 @@
+"""What a method trains: its algorithm and its backbone, and how a backbone is built and loaded.
+
+Description:
+    A method of the config (`methods`) is an algorithm (DAML, MAML or ERM: `daml.meta`) on
+    a backbone: the paper's Conv-4 (`daml.models.conv4`) or any timm model
+    (`daml.models.timm_backbone`), at its own input size and starting weights. `daml`,
+    `maml` and `erm` are Conv-4 at `train.image_size` unless `method_settings` says
+    otherwise; any other name is defined there:
+
+        methods: [daml, maml, erm, xception]
+        method_settings:
+          xception: {algorithm: erm, backbone: legacy_xception, image_size: 299, label: Xception}
+
+    A trained `model.pt` records its backbone, so everything downstream (fine-tuning,
+    scoring, `load_model`) rebuilds the same network from the file alone.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from torch import nn
+
+from daml.errors import DamlError
+from daml.models.conv4 import Conv4, fold_batch_norm
+from daml.models.weights import NONE
+
+CONV4 = "conv4"
+ALGORITHMS = ("daml", "maml", "erm")
+ALGORITHM_NAMES = {"daml": "DAML", "maml": "MAML", "erm": "ERM"}
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A network and its input: `conv4` or a timm model name, the input side, the weights."""
+
+    name: str = CONV4
+    image_size: int = 84
+    pretrained: str = NONE
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One configured method: its name (results path, tables), algorithm, backbone and label."""
+
+    name: str
+    algorithm: str
+    backbone: Backbone = field(default_factory=Backbone)
+    label: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> MethodSpec:
+        return cls(data["name"], data["algorithm"], Backbone(**data["backbone"]), data.get("label", ""))
+
+
+def method_specs(config: Mapping) -> list[MethodSpec]:
+    """Every method of `config["methods"]`, completed from `method_settings` and `train`."""
+    defined = config.get("method_settings") or {}
+    unused = sorted(set(defined) - set(config["methods"]))
+    if unused:
+        raise DamlError(f"method_settings: {unused} not listed in methods; add them there or remove them")
+    specs = []
+    for name in config["methods"]:
+        settings = defined.get(name, {})
+        algorithm = settings.get("algorithm", name if name in ALGORITHMS else None)
+        if algorithm not in ALGORITHMS:
+            raise DamlError(
+                f"methods: {name!r} is not one of {list(ALGORITHMS)}, so method_settings.{name}"
+                f".algorithm must say which it trains with ({', '.join(ALGORITHMS)})"
+            )
+        backbone = Backbone(
+            settings.get("backbone", CONV4),
+            int(settings.get("image_size", config["train"]["image_size"])),
+            str(settings.get("pretrained", NONE)),
+        )
+        if backbone.name == CONV4 and backbone.pretrained != NONE:
+            raise DamlError(f"method_settings.{name}.pretrained: Conv-4 has no pretrained weights; use none")
+        label = settings.get("label") or ALGORITHM_NAMES.get(name, name.upper())
+        specs.append(MethodSpec(name, algorithm, backbone, label))
+    return specs
+
+
+def build_model(backbone: Backbone | int, seed: int, where: str = "backbone") -> nn.Module:
+    """A freshly initialised model whose random weights depend only on `seed`.
+
+    `backbone` may be an image size, meaning Conv-4 at that size. The global RNG is left as
+    it was.
+    """
+    if isinstance(backbone, int):
+        backbone = Backbone(CONV4, backbone)
+    generator_state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        if backbone.name == CONV4:
+            return Conv4(backbone.image_size)
+        from daml.models.timm_backbone import TimmBackbone
+
+        return TimmBackbone(backbone.name, backbone.image_size, backbone.pretrained, where)
+    finally:
+        torch.set_rng_state(generator_state)
+
+
+def model_backbone(payload: Mapping) -> Backbone:
+    """The backbone a `model.pt` was trained with (files from before backbones: Conv-4)."""
+    if "backbone" in payload:
+        return Backbone(**payload["backbone"])
+    return Backbone(CONV4, int(payload["image_size"]))
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
+    """Load a `model.pt` written by `daml.train` (or a fine-tuned one of `daml.evaluate`).
+
+    The network is rebuilt from the file's backbone record with no pretrained weights (the
+    file holds all of them), so loading needs no network.
+
+    Returns:
+        (model in eval mode on `device`, the whole payload dict).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DamlError(f"{path}: model file missing; run the train (or adapt) stage first")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a truncated or foreign file
+        raise DamlError(f"{path}: cannot read model ({error}); delete it and rerun") from error
+    if "state_dict" not in payload or "image_size" not in payload:
+        raise DamlError(f"{path}: not a daml model file (no state_dict/image_size); rerun training")
+    backbone = model_backbone(payload)
+    model = build_model(Backbone(backbone.name, backbone.image_size), seed=0, where=str(path))
+    model.load_state_dict(payload["state_dict"], strict=True)
+    model.to(device).eval()
+    return model, payload
+
+
+def inference_copy(model: nn.Module) -> nn.Module:
+    """An eval-mode copy for scoring; Conv-4's batch norms folded into its convolutions.
+
+    The model itself is untouched. timm models are scored as they are.
+    """
+    scorer = copy.deepcopy(model).eval()
+    return fold_batch_norm(scorer) if isinstance(scorer, Conv4) else scorer
+
+
+def graph_capturable(model: nn.Module) -> bool:
+    """Whether training may replay this backbone's iteration as a CUDA graph (`daml.graphed`).
+
+    Conv-4 only: its captured step has been checked against the eager one on a GPU. timm
+    models train eagerly until a GPU run of tests/unit/test_graphed.py covers them
+    (docs/architecture.md, "Backbones").
+    """
+    return isinstance(model, Conv4)
