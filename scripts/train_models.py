@@ -4,6 +4,7 @@ from pathlib import Path
 
 import workflow_package  # noqa: F401  (puts the workflow's src/ first on sys.path)
 from daml import adapt, config, logs, train
+from daml.methods import MethodSpec
 
 with logs.to_file(snakemake.log[0]):
     threads = {"threads": snakemake.threads}
@@ -22,7 +23,10 @@ with logs.to_file(snakemake.log[0]):
         config.settings_from(train.TrainSettings, {**snakemake.params.settings, **threads}, "train"),
         config.settings_from(adapt.AdaptSettings, {**snakemake.params.selection, **threads}, "adapt"),
         [
-            train.ModelFiles(method, Path(model), Path(history), Path(validation), Path(checkpoint))
+            train.ModelFiles(
+                MethodSpec.from_dict(method), Path(model), Path(history), Path(validation),
+                Path(checkpoint),
+            )
             for method, model, history, validation, checkpoint in files
         ],
         manifest=Path(snakemake.input.manifest),

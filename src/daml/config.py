@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from daml.errors import DamlError
+from daml.methods import method_specs
 
 DATASETS = ("ffpp", "celebdf", "dfdc", "wilddeepfake")
 FACESETS = {  # faceset -> (dataset, compression or None)
@@ -140,6 +141,7 @@ def cross_check(config: dict) -> None:
                         f"tables.{table}[{i}].{key}: {entry[key]!r} is not defined under `{kind}` "
                         f"(defined: {', '.join(sorted(config[kind])) or 'none'})."
                     )
+    method_specs(config)  # every method resolves to an algorithm and a backbone
     figures = config["figures"]
     for key in ("curves_source", "shots_source"):
         if figures[key] not in config["sources"]:

@@ -37,6 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from daml.errors import DamlError
+from daml.methods import ALGORITHM_NAMES
 from daml.evaluations import Evaluations
 from daml.io import write_csv, write_text
 from daml.stats.intervals import (
@@ -55,11 +56,10 @@ TIDY_COLUMNS = [
 NUMERIC_COLUMNS = ("value", "std", "paper", "diff", "ci_low", "ci_high", "se", "df",
                    "n_episodes", "n_units", "detectable")
 MEASURED, ZERO_SHOT, COMPARISON = "measured", "zero-shot", "comparison"
-# (a, b): rows "A - B" with the AUC difference of the fine-tuned models, when both were run
-COMPARISONS = (("daml", "maml"), ("daml", "erm"))
+# rows "DAML - B" with the AUC difference of the fine-tuned models, for every other method B
+COMPARED = "daml"
 CROSS_AVG = "Cross AVG"
 MEAN, ALL = "Mean", "All"  # a table's mean over its cells, and its training label when mixed
-METHOD_NAMES = {"daml": "DAML", "maml": "MAML", "erm": "ERM"}
 PAPER_DAML = "DAML"  # the paper's method name in the reference file
 
 
@@ -116,7 +116,7 @@ def load_reference(path: str | Path | None = None) -> pd.DataFrame:
 def build_table(
     name: str,
     entries: Sequence[Mapping],
-    methods: Sequence[str],
+    methods: Sequence[str] | Mapping[str, str],
     seeds: Sequence[int],
     evaluations: Evaluations,
     reference: pd.DataFrame | None,
@@ -131,7 +131,8 @@ def build_table(
             a fine-tuned row) and optionally paper_train / paper_test, the labels of the
             reference file (an entry without them gets no paper numbers and is labelled by
             its source and target).
-        methods: our methods (daml, maml, erm), in display order.
+        methods: our methods (daml, maml, erm, baselines), in display order, or a mapping
+            of each to its display name ("Xception"; default `method_labels`).
         seeds: the seeds averaged over.
         evaluations: the evaluate stage's results (`daml.evaluations`), read at the entry's
             shots and at shots 0 (the zero-shot companion); when they hold predictions,
@@ -156,6 +157,8 @@ def build_table(
         raise DamlError(f"tables.{name}: no entries; list at least one source/target pair.")
     if not seeds:
         raise DamlError("seeds: empty; give at least one seed.")
+    labels = method_labels(methods)
+    methods = list(labels)
     ref = _reference_for(spec, reference)
     entries = [_normalise_entry(name, i, e, ref) for i, e in enumerate(entries)]
     groups = _aggregates(name, entries)
@@ -179,7 +182,7 @@ def build_table(
                     estimate = _estimate(analysis, mean_of(method, [_cell(entry, shots)]))
                     rows.append(_measured_row(name, entry, method, metric,
                                               values(entry, method, metric, shots), ref, kind,
-                                              shots, estimate=estimate))
+                                              shots, estimate=estimate, label=labels[method]))
         for train, test, members in groups:
             entry = _aggregate_entry(train, test, members)
             if test == CROSS_AVG:
@@ -191,9 +194,10 @@ def build_table(
                     cells = [_cell(e, e["shots"] if shots else 0) for e in members]
                     rows.append(_measured_row(
                         name, entry, method, metric, list(np.mean(per_member, axis=0)), ref,
-                        kind, shots, test=test, estimate=_estimate(analysis, mean_of(method, cells))))
+                        kind, shots, test=test, estimate=_estimate(analysis, mean_of(method, cells)),
+                        label=labels[method]))
         if analysis is not None and metric == "AUC":
-            rows += _comparison_rows(name, entries, groups, methods, analysis)
+            rows += _comparison_rows(name, entries, groups, labels, analysis)
     frame = pd.DataFrame(rows, columns=TIDY_COLUMNS)
     log.info("%s: %d rows (%d measured)", name, len(frame), int((frame["kind"] == MEASURED).sum()))
     return frame
@@ -300,25 +304,34 @@ def _quoted_rows(name: str, entry: dict, metric: str, ref: pd.DataFrame, test: s
 
 def method_name(method: str) -> str:
     """A method's display name: "DAML" for "daml"; a method without one is upper-cased."""
-    return METHOD_NAMES.get(method, method.upper())
+    return ALGORITHM_NAMES.get(method, method.upper())
 
 
-def method_label(method: str) -> str:
-    """How one of our methods is named in a table: "DAML (ours)"."""
-    return f"{method_name(method)} (ours)"
+def method_labels(methods: Sequence[str] | Mapping[str, str]) -> dict[str, str]:
+    """Each method's display name: as given (`MethodSpec.label`), else `method_name`."""
+    if isinstance(methods, Mapping):
+        return {m: label or method_name(m) for m, label in methods.items()}
+    return {m: method_name(m) for m in methods}
+
+
+def comparisons(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """The compared pairs: DAML against every other method that was run."""
+    return [(COMPARED, b) for b in methods if b != COMPARED] if COMPARED in methods else []
 
 
 def _measured_row(name: str, entry: dict, method: str, metric: str, values: list[float],
                   ref: pd.DataFrame, kind: str, shots: int, test: str | None = None,
-                  estimate: Estimate | None = None) -> dict:
+                  estimate: Estimate | None = None, label: str | None = None) -> dict:
     test = test or entry["test"]
     if estimate is not None:  # the predictions' numbers, those the interval is about
         values = list(estimate.per_seed)
     mean, std = _mean_std(values)
-    # the paper reports its fine-tuned model, so only that row is set against the paper
-    paper = (_paper_value(ref, entry["train"], test, PAPER_DAML, metric)
-             if method == "daml" and kind == MEASURED else float("nan"))
-    return _row(name, entry, test, method_label(method), kind, metric, mean, std, len(values),
+    label = label or method_name(method)
+    # the paper reports its fine-tuned DAML; a baseline trained here is set against the
+    # paper's quoted number of the method it is named after ("Xception"), if any
+    paper = (_paper_value(ref, entry["train"], test, PAPER_DAML if method == COMPARED else label,
+                          metric) if kind == MEASURED else float("nan"))
+    return _row(name, entry, test, f"{label} (ours)", kind, metric, mean, std, len(values),
                 ";".join(f"{v:.4f}" for v in values), paper, shots, estimate)
 
 
@@ -354,11 +367,11 @@ def _train_groups(entries: Sequence[dict]) -> dict[str, list[dict]]:
     return groups
 
 
-def _comparison_rows(name, entries, groups, methods, analysis: Analysis) -> list[dict]:
+def _comparison_rows(name, entries, groups, labels: Mapping[str, str], analysis: Analysis) -> list[dict]:
     """AUC differences of the fine-tuned models per cell and per aggregate, with intervals."""
     rows = []
-    for a, b in [(a, b) for a, b in COMPARISONS if a in methods and b in methods]:
-        label = f"{method_name(a)} - {method_name(b)}"
+    for a, b in comparisons(list(labels)):
+        label = f"{labels[a]} - {labels[b]}"
         for entry in entries:
             estimate = analysis.estimate(difference(a, b, [_cell(entry, entry["shots"])]))
             rows.append(_comparison_row(name, entry, entry["test"], label, estimate))
@@ -664,7 +677,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
 # the stage's entry point (scripts/make_table.py)
 
 
-def make_table(name: str, entries: Sequence[Mapping], methods: Sequence[str], seeds: Sequence[int],
+def make_table(name: str, entries: Sequence[Mapping], methods: Sequence[str] | Mapping[str, str],
+               seeds: Sequence[int],
                metrics_paths: Sequence[str | Path], out_csv: str | Path, out_md: str | Path,
                out_tex: str | Path, predictions_paths: Sequence[str | Path] = ()) -> pd.DataFrame:
     """Build table `name` from the evaluate stage's files and write CSV, markdown and LaTeX.

@@ -32,7 +32,7 @@ def test_schema_defaults_alone_validate(schema_path):
     [
         (lambda c: c["faces"].__setitem__("crop", 3), "faces"),
         (lambda c: c.__setitem__("seeds", [-1]), "seeds.0"),
-        (lambda c: c.__setitem__("methods", ["daml", "reptile"]), "methods.1"),
+        (lambda c: c.__setitem__("methods", ["daml", "Reptile!"]), "methods.1"),
         (lambda c: c["frames"].__setitem__("per_video", "many"), "frames.per_video"),
         (lambda c: c["tables"]["table2"][0].__setitem__("shots", 0), "tables.table2.0.shots"),
     ],

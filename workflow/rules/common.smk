@@ -9,9 +9,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from daml import config as daml_config
+from daml.methods import method_specs
 
 SCHEMA = Path(workflow.basedir) / "workflow/schemas/config.schema.yaml"
 daml_config.validate(config, SCHEMA)
+# each method's algorithm, backbone, input size, weights and label (daml.methods)
+METHOD_SPECS = [spec.as_dict() for spec in method_specs(config)]
+METHOD_LABELS = {spec["name"]: spec["label"] for spec in METHOD_SPECS}
 
 DATASETS = daml_config.DATASETS
 FACESETS = daml_config.FACESETS

@@ -26,7 +26,7 @@ rule make_table:
         runtime=10,
     params:
         entries=table_entries,
-        methods=config["methods"],
+        methods=METHOD_LABELS,
         seeds=config["seeds"],
     script:
         "../../scripts/make_table.py"

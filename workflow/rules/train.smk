@@ -26,7 +26,7 @@ rule train_models:
         runtime=240,
         gpu=1,
     params:
-        methods=config["methods"],
+        methods=METHOD_SPECS,
         source=source_domain,
         settings=config["train"],
         selection=selection_rule(),

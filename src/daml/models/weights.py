@@ -20,8 +20,9 @@ from pathlib import Path
 from torch import nn
 
 from daml.errors import DamlError
+from daml.methods import NONE
 
-NONE, HUB = "none", "hub"
+HUB = "hub"
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 
