@@ -38,6 +38,9 @@ CHECKED = {
     "snakemake --cores all --configfile workflow/presets/paper.yaml": "dry",
     "snakemake --cores all --configfile workflow/presets/seeds5.yaml": "dry",
     "snakemake --cores all --resources gpu=1": "dry",
+    # a real run of a timm baseline: tests/workflow/test_workflow.py (tiny network, same path)
+    "snakemake --cores all table2 --configfile workflow/presets/baselines.yaml": "dry",
+    "snakemake --cores all --configfile workflow/presets/paper.yaml workflow/presets/baselines-paper.yaml": "dry",
     "snakemake --profile profiles/slurm": "dry",  # a real submission: tests/integration/test_slurm.py
 }
 SKIPPED = {
@@ -94,10 +97,11 @@ def run(venv: Path, workdir: Path, command: str, dry: bool):
     """A README snakemake command on the tiny config in `workdir`, with the venv's snakemake."""
     args = shlex.split(command)[1:]
     configs = [REPO / "config.yaml", TINY_CONFIG]
-    if "--configfile" in args:  # a preset goes on top, as the user's would
+    if "--configfile" in args:  # presets go on top, as the user's would
         i = args.index("--configfile")
-        configs.append(REPO / args[i + 1])
-        del args[i:i + 2]
+        presets = [a for a in args[i + 1:] if a.endswith(".yaml")]
+        configs += [REPO / p for p in presets]
+        del args[i:i + 1 + len(presets)]
     if "--profile" in args:
         i = args.index("--profile")
         args[i + 1] = str(REPO / args[i + 1])
