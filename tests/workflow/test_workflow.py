@@ -98,7 +98,7 @@ def test_named_target_builds_only_what_it_needs(tmp_path):
         ({"faces": {"crop": 3}}, "faces: Additional properties are not allowed ('crop' was unexpected)"),
         ({"adapt": {"steps": 0}}, "adapt.steps: 0 is less than the minimum of 1"),
         ({"train": {"iterations": 0}}, "train.iterations: 0 is less than the minimum of 1"),
-        ({"methods": ["daml", "reptile"]}, "methods.1: 'reptile' is not one of"),
+        ({"methods": ["daml", "reptile"]}, "methods: 'reptile' is not one of ['daml', 'maml', 'erm'], so method_settings.reptile.algorithm"),
         ({"datasets": {"roots": {"dfdc": "/no/such/dfdc"}}}, "datasets.roots.dfdc: folder '/no/such/dfdc' does not exist"),
         ({"tables": {"table2": [{"source": "ffpp-c23", "target": "celebdf", "shots": -1}]}}, "tables.table2.0.shots: -1"),
         ({"tables": {"table1": [{"source": "ffpp", "target": "ffpp-c23"}]}}, "tables.table1[0].source: 'ffpp' is not defined"),
