@@ -18,7 +18,8 @@ Description:
       test cluster: the connected group of test videos that share a person or footage
       under the target's leak rule (`daml.tasks.identity_components`), the unit that
       `daml.stats` resamples;
-    - models.pt: each adapted model's weights and its `adapt` record (the faces used).
+    - models.pt: each adapted model's `adapt` record (the faces used) and, per
+      `evaluate.save_weights`, its weights.
 """
 
 from __future__ import annotations
@@ -59,12 +60,29 @@ class EvaluateSettings:
         device (str): "auto", "cpu", "cuda" or "cuda:N".
         precision (str): "fp32", "bf16" or "auto".
         threads (int): CPU threads for torch (0 = torch default).
+        save_weights (str): which fine-tuned weights models.pt keeps: "first" (episode 0 of
+            each target and shot count), "all" or "none"; every episode's record is kept.
     """
 
     batch_size: int
     device: str
     precision: str
     threads: int
+    save_weights: str
+
+
+SAVE_WEIGHTS = ("first", "all", "none")
+
+
+def keeps_weights(rule: str, episode: int) -> bool:
+    """Whether models.pt keeps an episode's fine-tuned weights (`evaluate.save_weights`).
+
+    A timm baseline's weights are 70-80 MB an episode, so keeping every episode of every
+    row fills disks at the paper's 10 episodes; one per row is enough to reuse a model.
+    """
+    if rule not in SAVE_WEIGHTS:
+        raise DamlError(f"evaluate.save_weights={rule!r}: use one of {', '.join(SAVE_WEIGHTS)}")
+    return rule == "all" or (rule == "first" and episode == 0)
 
 
 @dataclass(frozen=True)
@@ -336,7 +354,8 @@ def _score(method, trained, inner, plans, test, faces, where, seed, adapt_settin
             )
             probs = predict(model.to(device), images, settings.batch_size, device, dtype)
             models[f"{row.target}/shots{shots}/episode{plan.episode}"] = {
-                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                **({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+                   if keeps_weights(settings.save_weights, plan.episode) else {}),
                 "adapt": {
                     "target": dict(row.domain),
                     "shots": shots,

@@ -345,7 +345,8 @@ def evaluate(model_pt, shards, folder, target, domain, shots, rule=None, batch_s
     result = evaluate_model(
         model_pt, shards, [Row(target, domain, tuple(shots))], "src", "daml", 0,
         rule or adapt_settings(),
-        EvaluateSettings(batch_size=batch_size, device="cpu", precision="fp32", threads=1),
+        EvaluateSettings(batch_size=batch_size, device="cpu", precision="fp32", threads=1,
+                     save_weights="first"),
         folder / "metrics.json", folder / "predictions.csv", folder / "models.pt", **changes,
     )
     return {r["shots"]: r["frame"]["auc"] for r in result["evaluations"]}
@@ -395,7 +396,8 @@ def test_one_job_scores_every_target_of_the_face_set_as_single_jobs_would(tmp_pa
     rows = [Row("df", df, (0, 4)), Row("nt", NT, (0, 2, 4))]
     evaluate_model(
         out["out_model"], shards, rows, "src", "daml", 0, adapt_settings(),
-        EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1),
+        EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1,
+                     save_weights="first"),
         tmp_path / "m.json", tmp_path / "p.csv", tmp_path / "m.pt",
     )
     together = pd.read_csv(tmp_path / "p.csv")
@@ -409,7 +411,8 @@ def test_one_job_scores_every_target_of_the_face_set_as_single_jobs_would(tmp_pa
 def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_path, shards):
     trained = {m: run(tmp_path / m, shards, method=m, iterations=10)[1]["out_model"] for m in ("daml", "erm")}
     rows = [Row("nt", NT, (0, 4))]
-    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
+    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1,
+                     save_weights="first")
     jobs = [Evaluation(m, trained[m], tmp_path / f"{m}.json", tmp_path / f"{m}.csv", tmp_path / f"{m}.pt")
             for m in ("daml", "erm")]
     results = evaluate_models(jobs, shards, rows, "src", 0, adapt_settings(), scoring)
@@ -438,7 +441,8 @@ def test_one_job_scores_every_method_on_the_same_shots_as_single_jobs_would(tmp_
 
 def test_episodes_draw_other_shots_the_same_for_every_method_and_average(tmp_path, shards):
     trained = {m: run(tmp_path / m, shards, method=m, iterations=6)[1]["out_model"] for m in ("daml", "erm")}
-    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1)
+    scoring = EvaluateSettings(batch_size=16, device="cpu", precision="fp32", threads=1,
+                     save_weights="first")
     jobs = [Evaluation(m, trained[m], tmp_path / f"{m}.json", tmp_path / f"{m}.csv", tmp_path / f"{m}.pt")
             for m in ("daml", "erm")]
     evaluate_models(jobs, shards, [Row("nt", NT, (0, 2))], "src", 0, adapt_settings(episodes=3), scoring)
@@ -446,6 +450,8 @@ def test_episodes_draw_other_shots_the_same_for_every_method_and_average(tmp_pat
     for m in ("daml", "erm"):
         models = torch.load(tmp_path / f"{m}.pt", weights_only=False)["models"]
         keys[m] = [models[f"nt/shots2/episode{e}"]["adapt"]["keys"] for e in range(3)]
+        # evaluate.save_weights "first": the weights of episode 0 only, every episode's record
+        assert [("state_dict" in models[f"nt/shots2/episode{e}"]) for e in range(3)] == [True, False, False]
         predictions = pd.read_csv(tmp_path / f"{m}.csv")
         assert sorted(predictions.groupby("shots").episode.unique()[2]) == [0, 1, 2]
         assert list(predictions.groupby("shots").episode.unique()[0]) == [0]
@@ -534,7 +540,8 @@ def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards)
         result = evaluate_model(
             out["out_model"], shards, [Row("nt", NT, (0, 4))], "src", "daml", 0,
             adapt_settings(device=device, precision="auto"),
-            EvaluateSettings(batch_size=16, device=device, precision="fp32", threads=1),
+            EvaluateSettings(batch_size=16, device=device, precision="fp32", threads=1,
+                     save_weights="first"),
             folder / "metrics.json", folder / "predictions.csv", folder / "models.pt",
         )
         assert all(r["frame"]["auc"] > 0.8 for r in result["evaluations"] if r["shots"] == 4)
@@ -545,3 +552,13 @@ def test_train_adapt_evaluate_on_cuda_as_configured_by_default(tmp_path, shards)
     assert records["cpu"]["adapt"]["keys"] == records["cuda"]["adapt"]["keys"]
     # one trained model, two devices: the same predictions up to TF32 convolutions
     np.testing.assert_allclose(probs["cuda"], probs["cpu"], atol=5e-3)
+
+
+def test_save_weights_rule_names_its_key():
+    from daml.evaluate import keeps_weights
+
+    assert [keeps_weights("first", e) for e in range(3)] == [True, False, False]
+    assert all(keeps_weights("all", e) for e in range(3))
+    assert not any(keeps_weights("none", e) for e in range(3))
+    with pytest.raises(DamlError, match="evaluate.save_weights='some'"):
+        keeps_weights("some", 0)
