@@ -213,11 +213,12 @@ def test_methods_resolve_to_algorithm_backbone_and_label():
     assert specs[1] == MethodSpec("erm", "erm", Backbone("conv4", 32), "ERM")
     assert specs[2] == MethodSpec("xception", "erm", Backbone("legacy_xception", 299), "Xception")
     assert MethodSpec.from_dict(specs[2].as_dict()) == specs[2]
+    # a preset's baseline is switched off by leaving it out of methods
+    assert [s.name for s in method_specs(config(["daml"], {"xception": {"algorithm": "erm"}}))] == ["daml"]
 
 
 @pytest.mark.parametrize("methods,settings,message", [
     (["xception"], {}, r"methods: 'xception' is not one of .* method_settings\.xception\.algorithm"),
-    (["daml"], {"erm": {}}, r"method_settings: \['erm'\] not listed in methods"),
     (["daml"], {"daml": {"pretrained": "hub"}}, r"method_settings\.daml\.pretrained: Conv-4 has no pretrained"),
 ])
 def test_method_errors_name_the_key(methods, settings, message):
