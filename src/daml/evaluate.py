@@ -196,24 +196,23 @@ def evaluate_models(
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     trained = {e.method: load_model(e.model, device) for e in evaluations}
     sizes = {e.method: int(trained[e.method][1]["image_size"]) for e in evaluations}
-    scored = []
+    by_method = {}
     # the face set is loaded once per input size; the shots and test faces depend only on
     # the seed, so models of every size meet the same draws
     for size in dict.fromkeys(sizes.values()):
         plans, test, faces, where = _plan(shards, rows, size, seed, adapt_settings.episodes,
                                           manifest)
-        scored += [
-            _evaluate_one(files, trained[files.method], plans, test, faces, where, source, seed,
-                          rows, adapt_settings, settings, device, dtype)
-            for files in evaluations if sizes[files.method] == size
-        ]
+        for files in evaluations:
+            if sizes[files.method] == size:
+                by_method[files.method] = _evaluate_one(
+                    files, trained[files.method], plans, test, faces, where, source, seed, rows,
+                    adapt_settings, settings, device, dtype)
         del faces
-    scored.sort(key=lambda item: [e.method for e in evaluations].index(item[0].method))
+    scored = [by_method[e.method] for e in evaluations]
     # written once every model is scored: a model that fails leaves no other model's files
     for files, result, predictions, models in scored:
         with atomic_path(files.models) as tmp:
-            torch.save({"image_size": sizes[files.method],
-                        "backbone": model_backbone(trained[files.method][1]).as_dict(),
+            torch.save({"image_size": sizes[files.method], "backbone": result["backbone"],
                         "trained": str(files.model), "models": models}, tmp)
         write_csv(files.predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
         write_json(files.metrics, result)

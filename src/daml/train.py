@@ -275,11 +275,10 @@ def train_model(
                           total=settings.iterations, mininterval=5):
         runner.step(sampler.sample(), iteration, scheduler.get_last_lr()[0])
         scheduler.step()
-        if iteration % settings.log_every == 0 or iteration % settings.validate_every == 0 or (
-            iteration % settings.checkpoint_every == 0 or iteration == settings.iterations
-        ):
-            _bookkeeping(state, iteration, runner, model, optimizer, scheduler, sampler, data,
-                         device, dtype, settings, checkpoint_path, fingerprint)
+        due = _due(iteration, settings)
+        if any(due):
+            _bookkeeping(state, iteration, due, runner, model, optimizer, scheduler, sampler,
+                         data, device, dtype, settings, checkpoint_path, fingerprint)
     if settings.iterations % settings.validate_every != 0 or state["best"] is None:
         # the final validation is not checkpointed, so a longer resumed run does not see it
         _validate_and_select(
@@ -312,20 +311,30 @@ def _optimizer(model, settings: TrainSettings, device):
     return optimizer, scheduler
 
 
-def _bookkeeping(state, iteration, runner, model, optimizer, scheduler, sampler, data, device,
-                 dtype, settings, checkpoint_path, fingerprint) -> None:
-    """What an iteration due for a log line, a validation or a checkpoint does."""
+def _due(iteration: int, settings: TrainSettings) -> tuple[bool, bool, bool]:
+    """Whether `iteration` is due for (a log line, a validation, a checkpoint)."""
+    return (
+        iteration % settings.log_every == 0,
+        iteration % settings.validate_every == 0,
+        iteration % settings.checkpoint_every == 0 or iteration == settings.iterations,
+    )
+
+
+def _bookkeeping(state, iteration, due, runner, model, optimizer, scheduler, sampler, data,
+                 device, dtype, settings, checkpoint_path, fingerprint) -> None:
+    """What an iteration due (`_due`) for a log line, a validation or a checkpoint does."""
+    log_now, validate_now, checkpoint_now = due
     # the graphed runner reads its losses here, and stops on a non-finite one
     # before anything is validated or saved
     record, lr = None, None
     for step_iteration, lr, record in runner.drain():
         for name, loss, weight in zip(record.tasks, record.query_losses, record.weights):
             state["history"].append((step_iteration, name, loss, weight, record.meta_loss, lr))
-    if iteration % settings.log_every == 0 and record is not None:
+    if log_now and record is not None:
         log.info("iteration %d: meta-loss %.4f, lr %.2e", iteration, record.meta_loss, lr)
-    if iteration % settings.validate_every == 0:
+    if validate_now:
         _validate_and_select(state, iteration, model, data.selection, device, dtype, settings)
-    if iteration % settings.checkpoint_every == 0 or iteration == settings.iterations:
+    if checkpoint_now:
         _save_checkpoint(
             checkpoint_path, fingerprint, state, iteration, model, optimizer, scheduler, sampler
         )

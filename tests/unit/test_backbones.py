@@ -15,6 +15,7 @@ from daml.errors import DamlError
 from daml.methods import Backbone, MethodSpec, method_specs
 from daml.models import build_model, graph_capturable, inference_copy, load_model
 from daml.models.timm_backbone import TimmBackbone
+from test_meta import clone_loop_gradients
 
 timm = pytest.importorskip("timm")
 torch.set_num_threads(1)
@@ -54,23 +55,7 @@ def test_first_order_meta_gradient_equals_a_clone_loop_in_float64(method):
     batch = tasks()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     meta.step(model, optimizer, batch, meta.make_method(method, inner_lr=0.1, inner_steps=1), iteration=1)
-    # reference: a deep copy per task, adapted in place with autograd, query gradient weighted
-    # by d objective / d L
-    reference.train()
-    total = {name: torch.zeros_like(p) for name, p in reference.named_parameters()}
-    for task in batch:
-        clone = copy.deepcopy(reference)
-        loss = F.binary_cross_entropy_with_logits(clone(task.support), task.support_labels)
-        grads = torch.autograd.grad(loss, list(clone.parameters()))
-        with torch.no_grad():
-            for p, g in zip(clone.parameters(), grads):
-                p -= 0.1 * g
-        query = F.binary_cross_entropy_with_logits(clone(task.query), task.query_labels)
-        s = torch.sigmoid(query.detach())
-        weight = s + query.detach() * s * (1 - s) if method == "daml" else 1.0
-        (query * weight).backward()
-        for name, p in clone.named_parameters():
-            total[name] += p.grad
+    total = clone_loop_gradients(reference.train(), batch, method)
     for name, p in model.named_parameters():
         assert p.grad is not None, name
         assert torch.allclose(p.grad, total[name], rtol=1e-9, atol=1e-12), name

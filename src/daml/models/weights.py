@@ -45,7 +45,8 @@ def create_timm_model(name: str, pretrained: str, where: str) -> nn.Module:
     """`timm.create_model(name, num_classes=1)` with the starting weights `pretrained` names."""
     import timm  # slow to import: only jobs that build a timm backbone pay for it
 
-    if name not in timm.list_models() and name.split(".")[0] not in timm.list_models():
+    known = set(timm.list_models())
+    if name not in known and name.split(".")[0] not in known:
         raise DamlError(f"{where}.backbone={name!r}: not a timm model (see timm.list_models())")
     file = weights_file(pretrained, where)
     options: dict = {"num_classes": 1}
