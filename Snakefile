@@ -2,7 +2,7 @@
 # Stages, in pipeline order: data -> frames -> faces -> train -> evaluate (fine-tune and score) ->
 # tables -> report.
 # Targets: all (default: everything, to the report), table1, table2, table3, loto, figures;
-# check_data (readers only).
+# check_data (readers only); detect (score a folder of videos, `detect` section of the config).
 
 from snakemake.utils import min_version
 
@@ -20,6 +20,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/detect.smk"
 
 
 # Seconds of work each: on a cluster they run where Snakemake runs, not through the queue.
@@ -60,3 +61,9 @@ rule loto:
 rule figures:
     input:
         [f for fig in FIGURES for f in figure_outputs(fig)],
+
+
+# not part of `all`: needs detect.videos (a folder of the user's videos)
+rule detect:
+    input:
+        rules.detect_videos.output,

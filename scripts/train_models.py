@@ -30,4 +30,5 @@ with logs.to_file(snakemake.log[0]):
             for method, model, history, validation, checkpoint in files
         ],
         manifest=Path(snakemake.input.manifest),
+        preprocessing=snakemake.params.preprocessing,
     )

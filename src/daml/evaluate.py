@@ -104,6 +104,13 @@ def predict(
 ) -> np.ndarray:
     """Probabilities of fake for uint8 (N,S,S,3) faces, in eval mode (`inference_copy`).
 
+    Every forward pass has `batch_size` faces, the last one padded with blank faces, so that
+    a face's probability does not depend on which faces share its batch: oneDNN and cuDNN
+    choose kernels by batch size, and unpadded batches changed the last bit of 2-3 of 158
+    probabilities (bf16 and fp32); the sigmoid, too, runs on the whole batch, since torch's
+    vectorised body and scalar tail round differently. So `daml detect` on one video gives
+    exactly the evaluate stage's numbers for its faces.
+
     Returns:
         float64 array (N,).
     """
@@ -111,10 +118,13 @@ def predict(
     model = inference_copy(model)
     out = []
     for start in range(0, images.shape[0], batch_size):
-        batch = to_input(images[start : start + batch_size].to(device, non_blocking=True))
+        batch = images[start : start + batch_size]
+        count = batch.shape[0]
+        if count < batch_size:
+            batch = torch.cat([batch, batch.new_zeros((batch_size - count, *batch.shape[1:]))])
         with autocast(device, dtype):
-            logits = model(batch)
-        out.append(torch.sigmoid(logits.float()).cpu())
+            logits = model(to_input(batch.to(device, non_blocking=True)))
+        out.append(torch.sigmoid(logits.float())[:count].cpu())
     if not out:
         return np.zeros(0)
     return torch.cat(out).double().numpy()
@@ -213,7 +223,9 @@ def evaluate_models(
     for files, result, predictions, models in scored:
         with atomic_path(files.models) as tmp:
             torch.save({"image_size": sizes[files.method], "backbone": result["backbone"],
-                        "trained": str(files.model), "models": models}, tmp)
+                        "trained": str(files.model),
+                        "preprocessing": trained[files.method][1].get("preprocessing"),
+                        "models": models}, tmp)
         write_csv(files.predictions, pd.concat(predictions, ignore_index=True)[PREDICTION_COLUMNS])
         write_json(files.metrics, result)
     return [result for _, result, _, _ in scored]

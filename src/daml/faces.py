@@ -76,6 +76,8 @@ __all__ = [
     "fallback_crop",
     "pad_for_detection",
     "main_face",
+    "AlignedFace",
+    "align_frames",
     "align_shard",
     "MANIFEST_COLUMNS",
     "CROP_COLUMNS",
@@ -302,6 +304,68 @@ def pad_for_detection(images: np.ndarray, fraction: float) -> tuple[np.ndarray, 
     return padded, pad
 
 
+@dataclasses.dataclass(frozen=True)
+class AlignedFace:
+    """The stored face of one frame.
+
+    Arguments:
+        crop: uint8 (S, S, 3) RGB.
+        box: (x1, y1, x2, y2) in the frame (for a fallback, the square that was resized).
+        landmarks: (5, 2) in the frame; None for a fallback.
+        score: detector confidence (0 for a fallback).
+        how: "detected" or "fallback".
+    """
+
+    crop: np.ndarray
+    box: np.ndarray
+    landmarks: np.ndarray | None
+    score: float
+    how: str
+
+
+def align_frames(frames: np.ndarray, indices: np.ndarray, detector: "Detector",
+                 settings: FaceSettings, sequence: bool):
+    """Detect and align the main face of each of one video's sampled frames.
+
+    The one path from decoded frames to crops: the face stage stores what it yields, and
+    `daml detect` scores it, so a user's video meets exactly the preprocessing of training.
+
+    Arguments:
+        frames: uint8 (T, H, W, 3) RGB, the sampled frames of one video or sequence.
+        indices: (T,) their frame numbers.
+        detector: the `Detector`.
+        settings: `FaceSettings`.
+        sequence: the frames are tight crops of a frame sequence (padding and upscaling for
+            detection, `fallback_for_sequences`) rather than video frames.
+
+    Yields:
+        (frame number, `AlignedFace` or None when the frame has no face and no fallback
+        applies), in frame order.
+    """
+    fallback = settings.fallback_for_sequences if sequence else settings.fallback_for_videos
+    size = settings.crop_size
+    step = max(1, settings.batch_size)
+    for start in range(0, len(frames), step):
+        batch = frames[start:start + step]
+        pad = 0
+        seen = batch
+        if sequence and settings.pad_sequences > 0:
+            seen, pad = pad_for_detection(batch, settings.pad_sequences)
+        for image, frame, found in zip(batch, indices[start:start + len(batch)],
+                                       detector.detect(seen, upscale=sequence)):
+            face = main_face(found)
+            if face is not None:
+                landmarks = face.landmarks - pad
+                crop, _ = align_face(image, landmarks, size, settings.margin)
+                yield int(frame), AlignedFace(crop, face.box - pad, landmarks, face.score,
+                                              "detected")
+            elif fallback:
+                crop, box = fallback_crop(image, size)
+                yield int(frame), AlignedFace(crop, box, None, 0.0, "fallback")
+            else:
+                yield int(frame), None
+
+
 class _CropWriter:
     """Appends crops to a raw temporary file, then streams them into an npz.
 
@@ -408,37 +472,22 @@ def align_shard(frames_dir, out_npz, out_csv, out_skips, settings: FaceSettings,
                         skips.append([entry.key, meta["path"], int(frame), str(reason)])
                         counts["skipped_frames"] += 1
             sequence = bool(meta["member"])
-            fallback = (settings.fallback_for_sequences if sequence
-                        else settings.fallback_for_videos)
             base = [meta[column] for column in MANIFEST_COLUMNS]
-            for start in range(0, len(frames), max(1, settings.batch_size)):
-                batch = frames[start:start + settings.batch_size]
-                pad = 0
-                seen = batch
-                if sequence and settings.pad_sequences > 0:
-                    seen, pad = pad_for_detection(batch, settings.pad_sequences)
-                for image, frame, found in zip(batch, indices[start:start + len(batch)],
-                                               detector.detect(seen, upscale=sequence)):
-                    counts["frames"] += 1
-                    face = main_face(found)
-                    if face is not None:
-                        landmarks = face.landmarks - pad
-                        box = face.box - pad
-                        crop, _ = align_face(image, landmarks, size, settings.margin)
-                        writer.add(crop)
-                        rows.append(base + [int(frame), *box.round(2).tolist(),
-                                            *landmarks.round(2).ravel().tolist(),
-                                            round(face.score, 5), "detected"])
-                        counts["detected"] += 1
-                    elif fallback:
-                        crop, box = fallback_crop(image, size)
-                        writer.add(crop)
-                        rows.append(base + [int(frame), *box.tolist()] + [np.nan] * 10
-                                    + [0.0, "fallback"])
-                        counts["fallback"] += 1
-                    else:
-                        skips.append([entry.key, meta["path"], int(frame), "no face"])
-                        counts["skipped_frames"] += 1
+            for frame, face in align_frames(frames, indices, detector, settings, sequence):
+                counts["frames"] += 1
+                if face is None:
+                    skips.append([entry.key, meta["path"], int(frame), "no face"])
+                    counts["skipped_frames"] += 1
+                    continue
+                writer.add(face.crop)
+                if face.how == "detected":
+                    rows.append(base + [int(frame), *face.box.round(2).tolist(),
+                                        *face.landmarks.round(2).ravel().tolist(),
+                                        round(face.score, 5), "detected"])
+                else:
+                    rows.append(base + [int(frame), *face.box.tolist()] + [np.nan] * 10
+                                + [0.0, "fallback"])
+                counts[face.how] += 1
             del frames
         with atomic_path(out_npz) as tmp:
             writer.write_npz(tmp)

@@ -44,6 +44,7 @@ __all__ = [
     "UnreadableInput",
     "sample_indices",
     "read_video_frames",
+    "frame_rate",
     "read_sequence_frames",
     "shard_of",
     "select_shard",
@@ -170,6 +171,18 @@ def _open_video(path: Path):
             raise UnreadableInput(path, "corrupt container (no readable stream)")
         raise UnreadableInput(path, "no video stream")
     return container
+
+
+def frame_rate(path) -> float | None:
+    """Frames per second of a video's first video stream (None if the container has none).
+
+    Raises:
+        UnreadableInput: as `read_video_frames`, for a file that does not open.
+    """
+    with _open_video(Path(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate
+    return float(rate) if rate else None
 
 
 def _count_frames(path: Path) -> int:

@@ -23,6 +23,9 @@ from sklearn.metrics import average_precision_score, log_loss, roc_auc_score, ro
 
 log = logging.getLogger(__name__)
 
+# a probability of fake at or above this calls a face or video fake (ACC; `daml detect`)
+FAKE_AT = 0.5
+
 EPS = 1e-7
 
 
@@ -68,7 +71,7 @@ def frame_metrics(labels, probs) -> dict:
         log.warning("frame metrics of an empty prediction set are NaN")
         nan = math.nan
         return {"acc": nan, "auc": nan, "ap": nan, "eer": nan, "loss": nan, "n": 0}
-    out = {"acc": float(np.mean((probs >= 0.5) == labels))}
+    out = {"acc": float(np.mean((probs >= FAKE_AT) == labels))}
     out.update(_ranking_metrics(labels, probs, "frame metrics"))
     out["loss"] = float(log_loss(labels, np.clip(probs, EPS, 1 - EPS), labels=[0, 1]))
     out["n"] = int(len(labels))
@@ -103,7 +106,7 @@ def video_metrics(keys, labels, probs) -> dict:
         return {"acc": nan, "auc": nan, "ap": nan, "eer": nan, "n": 0}
     labels = videos["label"].to_numpy()
     probs = videos["prob"].to_numpy()
-    out = {"acc": float(np.mean((probs >= 0.5) == labels))}
+    out = {"acc": float(np.mean((probs >= FAKE_AT) == labels))}
     out.update(_ranking_metrics(labels, probs, "video metrics"))
     out["n"] = int(len(videos))
     return out

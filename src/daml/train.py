@@ -42,7 +42,7 @@ import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -210,6 +210,7 @@ def train_model(
     checkpoint_path: str | Path,
     manifest: str | Path | None = None,
     data: SourceData | None = None,
+    preprocessing: Mapping | None = None,
 ) -> dict:
     """Train one model on a source with DAML, MAML or ERM; select on validation.
 
@@ -230,6 +231,9 @@ def train_model(
         manifest: the source dataset's manifest.csv, for the counts of an empty split.
         data: the source as `load_source` gives it for this seed, these settings and this
             backbone's image size, when several methods train on it (`train_models`).
+        preprocessing: how the source's faces were made (`{"frames": ..., "faces": ...}`,
+            the config sections of those stages), stored in model.pt so that `daml detect`
+            prepares a new video exactly as the training faces were.
 
     Returns:
         dict with `best_iteration` and the best validation row.
@@ -286,7 +290,7 @@ def train_model(
         )
     best = state["best"]
     _write_outputs(state, spec, seed, source, settings, rule, runtime_record(device, dtype),
-                   out_model, out_history, out_validation)
+                   preprocessing, out_model, out_history, out_validation)
     log.info("best validation at iteration %d: %s", best["iteration"], best["row"])
     return {"best_iteration": best["iteration"], **best["row"]}
 
@@ -340,7 +344,7 @@ def _bookkeeping(state, iteration, due, runner, model, optimizer, scheduler, sam
         )
 
 
-def _write_outputs(state, spec: MethodSpec, seed, source, settings, rule, where,
+def _write_outputs(state, spec: MethodSpec, seed, source, settings, rule, where, preprocessing,
                    out_model, out_history, out_validation) -> None:
     """model.pt (the selected weights and everything needed to rebuild and judge them),
     history.csv and validation.csv."""
@@ -358,6 +362,7 @@ def _write_outputs(state, spec: MethodSpec, seed, source, settings, rule, where,
         "best_iteration": best["iteration"],
         "best_validation": best["row"],
         "runtime": where,
+        "preprocessing": None if preprocessing is None else dict(preprocessing),
     }
     write_csv(out_history, pd.DataFrame(state["history"], columns=HISTORY_COLUMNS))
     write_csv(out_validation, pd.DataFrame(state["validation"], columns=VALIDATION_COLUMNS))
@@ -384,6 +389,7 @@ def train_models(
     adapt_settings: AdaptSettings,
     runs: Sequence[ModelFiles],
     manifest: str | Path | None = None,
+    preprocessing: Mapping | None = None,
 ) -> list[dict]:
     """`train_model` for several methods on one source and seed, reading the source once
     per input size.
@@ -402,7 +408,7 @@ def train_models(
             if spec.backbone.image_size == size:
                 summaries[i] = train_model(
                     shards, source, spec, seed, settings, adapt_settings, run.model, run.history,
-                    run.validation, run.checkpoint, manifest, data,
+                    run.validation, run.checkpoint, manifest, data, preprocessing,
                 )
         del data
     return [summaries[i] for i in range(len(runs))]

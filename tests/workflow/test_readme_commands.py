@@ -42,6 +42,10 @@ CHECKED = {
     "snakemake --cores all table2 --configfile workflow/presets/baselines.yaml": "dry",
     "snakemake --cores all --configfile workflow/presets/paper.yaml workflow/presets/baselines-paper.yaml": "dry",
     "snakemake --profile profiles/slurm": "dry",  # a real submission: tests/integration/test_slurm.py
+    # on the finished run; its scores against the evaluate stage: tests/workflow/test_detect.py
+    'snakemake --cores all detect --config "detect={videos: results/synthetic/dfdc}"': "run",
+    "daml detect results/synthetic/celebdf/Celeb-synthesis --model "
+    "results/train/ffpp-c23/daml/seed0/model.pt --plot --out results/detect-celebdf": "run",
 }
 SKIPPED = {
     "snakemake --cores all --use-conda": "needs conda 24.7.1+ and conda-forge, neither reachable "
@@ -132,6 +136,15 @@ def test_readme_commands_work_from_the_readme_install(readme_env, tiny_run, tmp_
     for command, how in CHECKED.items():
         if how == "dry":
             run(readme_env, done, command, dry=True)
+    # scoring videos, as a target and with the console script, on the finished run
+    run(readme_env, done, 'snakemake --cores all detect --config "detect={videos: results/synthetic/dfdc}"',
+        dry=False)
+    assert "scored" in (done / "results/detect/videos.csv").read_text()
+    [detect] = [c for c in CHECKED if c.startswith("daml detect")]
+    scored = subprocess.run([str(readme_env / "bin/daml"), *shlex.split(detect)[1:]], cwd=done,
+                            capture_output=True, text=True, timeout=900)
+    assert scored.returncode == 0, f"`{detect}` failed:\n{scored.stdout[-3000:]}\n{scored.stderr[-3000:]}"
+    assert len(list((done / "results/detect-celebdf/plots").glob("*.png"))) >= 3
     # every console script the package declares starts from the README's install
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("scripts", {})
     for script in scripts:

@@ -17,6 +17,12 @@ daml_config.validate(config, SCHEMA)
 METHOD_SPECS = [spec.as_dict() for spec in method_specs(config)]
 METHOD_LABELS = {spec["name"]: spec["label"] for spec in METHOD_SPECS}
 
+# how face crops are made from videos (frames and faces stages); travels in every model.pt
+PREPROCESSING = {
+    "frames": config["frames"],
+    "faces": {k: v for k, v in config["faces"].items() if k != "shards"},
+}
+
 DATASETS = daml_config.DATASETS
 FACESETS = daml_config.FACESETS
 faceset_compression = daml_config.faceset_compression
@@ -120,6 +126,7 @@ def used_facesets():
 # One model per source, method and seed; its evaluation per target face set. A training or
 # evaluation job serves every method of `methods` at once (rules train_models, evaluate_models).
 TRAIN_FILE = "results/train/{source}/{method}/seed{seed}/{file}"
+DETECT_DIR = "results/detect"
 EVALUATION_FILE = "results/evaluate/{source}/{faceset}/{method}/seed{seed}/{file}"
 
 
@@ -257,3 +264,16 @@ def table_outputs(table):
 
 def figure_outputs(figure):
     return expand(rules.plot_figure.output, figure=figure)
+
+
+# ---------------------------------------------------------------- detect
+
+
+def detect_videos_folder(wildcards):
+    videos = config["detect"]["videos"]
+    if videos is None:
+        raise ValueError(
+            "the detect target needs detect.videos: a folder of videos, e.g. "
+            "snakemake detect --config detect='{videos: path/to/videos}'"
+        )
+    return videos

@@ -27,6 +27,6 @@ rule align_faces:
         mem_mb=2000,
         runtime=120,
     params:
-        settings={k: v for k, v in config["faces"].items() if k != "shards"},
+        settings=PREPROCESSING["faces"],
     script:
         "../../scripts/align_faces.py"

@@ -22,7 +22,7 @@ rule extract_frames:
         mem_mb=2000,
         runtime=60,
     params:
-        settings=config["frames"],
+        settings=PREPROCESSING["frames"],
         faceset=faceset_of,
     script:
         "../../scripts/extract_frames.py"

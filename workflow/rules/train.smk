@@ -31,5 +31,7 @@ rule train_models:
         settings=config["train"],
         selection=selection_rule(),
         checkpoints=method_files(TRAIN_FILE, "checkpoint.pt"),
+        # stored in model.pt: `daml detect` prepares a new video as these faces were made
+        preprocessing=PREPROCESSING,
     script:
         "../../scripts/train_models.py"

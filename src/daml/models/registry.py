@@ -48,29 +48,62 @@ def model_backbone(payload: Mapping) -> Backbone:
     return Backbone(CONV4, int(payload["image_size"]))
 
 
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> tuple[nn.Module, dict]:
-    """Load a `model.pt` written by `daml.train` (or a fine-tuned one of `daml.evaluate`).
+def load_model(path: str | Path, device: torch.device | str = "cpu",
+               adapted: str | None = None) -> tuple[nn.Module, dict]:
+    """Load a `model.pt` of `daml.train`, or a fine-tuned model from `models.pt` of `daml.evaluate`.
 
     The network is rebuilt from the file's backbone record with no pretrained weights (the
     file holds all of them), so loading needs no network.
 
+    Arguments:
+        path: the file.
+        device: where the model goes.
+        adapted: for a `models.pt`, which fine-tuned model: its key
+            `"{target}/shots{k}/episode{e}"`; may be left out when only one has weights.
+
     Returns:
-        (model in eval mode on `device`, the whole payload dict).
+        (model in eval mode on `device`, the payload: a model.pt's dict, or for a models.pt
+        its top-level record with the chosen entry's `state_dict`, `adapt` and `adapted` key).
     """
     path = Path(path)
     if not path.exists():
-        raise DamlError(f"{path}: model file missing; run the train (or adapt) stage first")
+        raise DamlError(f"{path}: model file missing; run the train (or evaluate) stage first")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as error:  # a truncated or foreign file
         raise DamlError(f"{path}: cannot read model ({error}); delete it and rerun") from error
-    if "state_dict" not in payload or "image_size" not in payload:
+    if isinstance(payload, dict) and "models" in payload:
+        payload = _adapted_entry(path, payload, adapted)
+    elif adapted is not None:
+        raise DamlError(f"{path}: a trained model.pt holds one model; `adapted` ({adapted!r}) "
+                        "names a fine-tuned one of an evaluate stage's models.pt")
+    if not isinstance(payload, dict) or "state_dict" not in payload or "image_size" not in payload:
         raise DamlError(f"{path}: not a daml model file (no state_dict/image_size); rerun training")
     backbone = model_backbone(payload)
     model = build_model(Backbone(backbone.name, backbone.image_size), seed=0, where=str(path))
     model.load_state_dict(payload["state_dict"], strict=True)
     model.to(device).eval()
     return model, payload
+
+
+def _adapted_entry(path: Path, payload: dict, adapted: str | None) -> dict:
+    """A models.pt's record merged with one of its fine-tuned models (`load_model`)."""
+    with_weights = [key for key, entry in payload["models"].items() if "state_dict" in entry]
+    if adapted is None:
+        if len(with_weights) != 1:
+            raise DamlError(
+                f"{path} holds {len(with_weights)} fine-tuned models with weights: name one "
+                f"(`--adapted KEY`), one of {with_weights[:12]}"
+                + (" (evaluate.save_weights: none kept no weights)" if not with_weights else "")
+            )
+        adapted = with_weights[0]
+    if adapted not in with_weights:
+        raise DamlError(f"{path}: no fine-tuned weights under {adapted!r}; it has "
+                        f"{with_weights[:12]} (evaluate.save_weights says which are kept)")
+    entry = payload["models"][adapted]
+    record = {k: v for k, v in payload.items() if k != "models"}
+    return {**record, "state_dict": entry["state_dict"], "adapt": entry["adapt"],
+            "adapted": adapted}
 
 
 def inference_copy(model: nn.Module) -> nn.Module:
