@@ -426,3 +426,59 @@ def test_export_then_import_gives_the_same_faces(tmp_path):
             assert np.array_equal(crops, crops0), faceset
             same = [c for c in CROP_COLUMNS if c not in ("x1", "y1", "x2", "y2")]
             assert table[same].equals(table0[same]), faceset
+
+
+def test_export_of_face_sets_made_from_videos(tmp_path):
+    """Face shards of the face stage (official layout): DFDC parts come from the manifest's
+    video paths, detection rows keep their landmarks, and the export reads back."""
+    from daml.facedata import write_face_shards
+
+    root = tmp_path / "dfdc"
+    videos = [("real", "a", 0, "train", "a", 1), ("dfdc-fake", "b", 1, "val", "a", 1),
+              ("real", "c", 0, "test", "c", None), ("dfdc-fake", "d", 1, "test", "", None)]
+    manifest, faces = [], []
+    for technique, video, label, split, target, part in videos:
+        folder = root / (f"dfdc_train_part_{part}" if part is not None else "test")
+        row = dict(key=f"dfdc/none/{technique}/{video}", dataset="dfdc", technique=technique,
+                   compression="none", video=video, split=split, label=label, target_id=target,
+                   source_id="", clip_id=target)
+        manifest.append(dict(row, path=str(folder / f"{video}.mp4"), member=""))
+        for frame in (3, 17):
+            crop = np.random.default_rng(frame + label).integers(0, 255, (24, 24, 3), np.uint8)
+            points = {f"lm{i}{a}": 5.25 + i + (a == "y") for i in range(5) for a in "xy"}
+            faces.append((dict(row, frame=frame, x1=1.0, y1=2.0, x2=30.0, y2=40.0, **points,
+                               score=0.99, how="detected"), crop))
+    data = tmp_path / "data"
+    data.mkdir()
+    pd.DataFrame(manifest).to_csv(data / "manifest.csv", index=False)
+    shards = write_face_shards(tmp_path / "faces", faces, n_shards=2)
+    out = tmp_path / "export"
+    exchange.export_deepfakebench({"dfdc": shards}, {"dfdc": data / "manifest.csv"}, out,
+                                  workdir=tmp_path)
+    part = out / "rgb/DFDC/train/dfdc_train_part_1"
+    assert json.loads((part / "metadata.json").read_text()) == {
+        "a.mp4": {"label": "REAL", "split": "train"},
+        "b.mp4": {"label": "FAKE", "split": "train", "original": "a.mp4"}}
+    assert np.allclose(np.load(part / "landmarks5/b/017.npy")[4], [9.25, 10.25])
+    assert (out / "rgb/DFDC/test/frames/d/003.png").is_file()
+    back, problems, frames = read("dfdc", out / "rgb", out / "dataset_json/DFDC.json",
+                                  workdir=tmp_path)
+    assert problems.empty and len(frames) == 8
+    assert back.set_index("video")[["split", "target_id"]].to_dict("index") == {
+        "a": {"split": "train", "target_id": "a"}, "b": {"split": "val", "target_id": "a"},
+        "c": {"split": "test", "target_id": "c"}, "d": {"split": "test", "target_id": ""}}
+
+
+def test_check_data_reads_deepfakebench_inputs(tmp_path):
+    from daml.data.check import check_data
+
+    rgb = tmp_path / "rgb"
+    json_path = make_celebdf(rgb, n_frames=2)
+    config = {"tables": {}, "sources": {}, "targets": {}}
+    report = check_data({"celebdf": rgb}, set(), settings(), config, tmp_path / "check.md",
+                        deepfakebench_inputs={"celebdf": {"root": str(rgb), "json": str(json_path),
+                                                          "workdir": None}})
+    assert f"## celebdf: DeepfakeBench JSON {json_path}" in report
+    assert "18 entries indexed with 36 face crops" in report
+    assert "| Celeb-real videos | 590 | 8 | **missing** |" in report  # counted from frames folders
+    assert "| YouTube-real videos | 300 | 2 | **missing** |" in report

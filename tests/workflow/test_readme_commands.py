@@ -42,6 +42,8 @@ CHECKED = {
     "snakemake --cores all table2 --configfile workflow/presets/baselines.yaml": "dry",
     "snakemake --cores all --configfile workflow/presets/paper.yaml workflow/presets/baselines-paper.yaml": "dry",
     "snakemake --profile profiles/slurm": "dry",  # a real submission: tests/integration/test_slurm.py
+    # a real export (and DeepfakeBench inputs): tests/workflow/test_deepfakebench_workflow.py
+    "snakemake --cores all export_deepfakebench": "dry",
 }
 SKIPPED = {
     "snakemake --cores all --use-conda": "needs conda 24.7.1+ and conda-forge, neither reachable "
