@@ -131,8 +131,9 @@ def cross_check(config: dict) -> None:
             _check_deepfakebench(dataset, entry, config["datasets"]["roots"][dataset])
     workdir = config["export_deepfakebench"]["workdir"]
     if workdir is not None and not Path(workdir).is_dir():
-        raise DamlError(f"export_deepfakebench.workdir: folder {workdir!r} does not exist; set it "
-                        "to the folder DeepfakeBench runs from, or to null for this workflow's folder.")
+        raise DamlError(f"export_deepfakebench.workdir: folder {workdir!r} does not exist; set "
+                        "it to the folder DeepfakeBench runs from, or to null for this "
+                        "workflow's folder.")
     for kind in ("sources", "targets"):
         for name, domain in config[kind].items():
             if domain["techniques"] is not None and not domain["faceset"].startswith("ffpp"):

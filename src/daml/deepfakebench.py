@@ -243,43 +243,23 @@ def export_deepfakebench(shards: Mapping[str, Sequence[str | Path]],
     if unknown:
         raise DamlError(f"export_deepfakebench.facesets: {unknown} cannot be exported "
                         f"(DeepfakeBench has labels for {list(EXPORTABLE)} only)")
-    # dataset -> label name -> split -> compression -> video -> [(frame, path)]
-    entries: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(
-        lambda: defaultdict(lambda: defaultdict(list)))))
-    metadata: dict[str, dict] = defaultdict(dict)
     counts, sizes = {}, set()
     with atomic_folder(final) as tmp:
+        written = _Written(tmp, final, workdir)
         for faceset, paths in shards.items():
             dataset = FACESETS[faceset][0]
-            compression = faceset_compression(faceset)
             parts = _dfdc_parts(manifests[dataset]) if dataset == "dfdc" else {}
             videos, crops_written = set(), 0
             for npz in map(Path, paths):
                 table, crops = _read_shard(npz)
                 sizes |= {crops.shape[1]} if len(crops) else set()
                 for row, crop in zip(table.to_dict("records"), crops):
-                    folder = _folder(dataset, row, parts)
-                    name = f"{int(row['frame']):03d}"
-                    png = PurePosixPath("rgb") / folder / f"{name}.png"
-                    if (tmp / png).exists():
-                        raise DamlError(f"{npz}: frame {row['frame']} of {row['key']} occurs "
-                                        "twice; rerun the faces stage for this shard")
-                    (tmp / png).parent.mkdir(parents=True, exist_ok=True)
-                    if not cv2.imwrite(str(tmp / png), np.ascontiguousarray(crop[..., ::-1])):
-                        raise DamlError(f"cannot write {tmp / png}; check the disk")
-                    _write_landmarks(tmp / "rgb" / folder.parent.parent / reader.LANDMARKS5
-                                     / folder.name / f"{name}.npy", row)
-                    label = reader.LABEL_NAMES[(dataset, row["technique"])]
-                    path = "./" + os.path.relpath(final / png, workdir)
-                    entries[dataset][label][row["split"]][compression][row["video"]].append(
-                        (int(row["frame"]), path))
-                    if dataset == "dfdc" and row["split"] != "test":
-                        metadata[folder.parent.parent.name][f"{row['video']}.mp4"] = \
-                            _dfdc_record(row)
+                    written.add(npz, dataset, faceset_compression(faceset), row, crop, parts)
                     videos.add(row["key"])
                     crops_written += 1
             counts[faceset] = {"videos": len(videos), "crops": crops_written}
             log.info("%s: %d crops of %d videos exported", faceset, crops_written, len(videos))
+        entries, metadata = written.entries, written.metadata
         for part, records in metadata.items():
             (tmp / "rgb" / reader.NAMES["dfdc"] / "train" / part / "metadata.json").write_text(
                 json.dumps(records, indent=1, sort_keys=True))
@@ -294,6 +274,39 @@ def export_deepfakebench(shards: Mapping[str, Sequence[str | Path]],
                     "replaces every 'frames' of a frame path to find landmarks and masks, will "
                     "look for them in the wrong place", workdir, final)
     return counts
+
+
+class _Written:
+    """The export's crops as they are written: PNG and 5 points per crop, JSON entries,
+    DFDC metadata records."""
+
+    def __init__(self, tmp: Path, final: Path, workdir: Path):
+        self.tmp, self.final, self.workdir = tmp, final, workdir
+        # dataset -> label name -> split -> compression -> video -> [(frame, path)]
+        self.entries: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(
+            lambda: defaultdict(lambda: defaultdict(list)))))
+        self.metadata: dict[str, dict] = defaultdict(dict)  # DFDC part -> its records
+
+    def add(self, npz: Path, dataset: str, compression: str, row: Mapping, crop: np.ndarray,
+            parts: Mapping[str, str]) -> None:
+        folder = _folder(dataset, row, parts)
+        name = f"{int(row['frame']):03d}"  # their frame names: the frame number, as preprocess.py
+        png = PurePosixPath("rgb") / folder / f"{name}.png"
+        if (self.tmp / png).exists():
+            raise DamlError(f"{npz}: frame {row['frame']} of {row['key']} occurs twice; rerun "
+                            "the faces stage for this shard")
+        (self.tmp / png).parent.mkdir(parents=True, exist_ok=True)
+        # cv2 writes BGR arrays as ordinary (RGB) PNG files, as DeepfakeBench's crops are
+        if not cv2.imwrite(str(self.tmp / png), np.ascontiguousarray(crop[..., ::-1])):
+            raise DamlError(f"cannot write {self.tmp / png}; check the disk")
+        _write_landmarks(self.tmp / "rgb" / folder.parent.parent / reader.LANDMARKS5
+                         / folder.name / f"{name}.npy", row)
+        label = reader.LABEL_NAMES[(dataset, row["technique"])]
+        path = "./" + os.path.relpath(self.final / png, self.workdir)
+        self.entries[dataset][label][row["split"]][compression][row["video"]].append(
+            (int(row["frame"]), path))
+        if dataset == "dfdc" and row["split"] != "test":
+            self.metadata[folder.parent.parent.name][f"{row['video']}.mp4"] = _dfdc_record(row)
 
 
 def dataset_jsons(entries: Mapping, compressions: Mapping[str, list[str]]) -> dict[str, dict]:

@@ -166,7 +166,8 @@ def check_data(
     for dataset, root in roots.items():
         entry = deepfakebench_inputs.get(dataset)
         crops = None
-        lines.append(f"## {dataset}: " + (f"DeepfakeBench JSON {entry['json']}" if entry else str(root)))
+        where = f"DeepfakeBench JSON {entry['json']}" if entry else str(root)
+        lines.append(f"## {dataset}: {where}")
         try:
             if entry:
                 source = deepfakebench.Source.from_config(entry)

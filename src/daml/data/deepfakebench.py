@@ -115,7 +115,8 @@ class Source:
     def from_config(cls, entry: dict) -> "Source":
         """From a validated config entry (`root`, `json`, `workdir`: null = the current folder)."""
         workdir = entry.get("workdir") or os.getcwd()
-        return cls(*(Path(p).expanduser().absolute() for p in (entry["root"], entry["json"], workdir)))
+        paths = (entry["root"], entry["json"], workdir)
+        return cls(*(Path(p).expanduser().absolute() for p in paths))
 
 
 def read_deepfakebench(
@@ -307,8 +308,8 @@ def _identity(dataset: str, label_name: str, video: str) -> dict | None:
                 return dict(target_id=video, source_id="", clip_id=video,
                             group=f"{folder}/{video}.mp4")
             if label:
-                return dict(target_id=match[1], source_id=match[2], clip_id=f"{match[1]}_{match[3]}",
-                            group=match[1])
+                return dict(target_id=match[1], source_id=match[2],
+                            clip_id=f"{match[1]}_{match[3]}", group=match[1])
             return dict(target_id=match[1], source_id="", clip_id=video, group=match[1])
         return None
     if DFDC_PATTERN.fullmatch(video) is None:
