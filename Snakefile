@@ -1,8 +1,10 @@
 # Reproduction of "Difficulty-Aware Meta-Learning for Cross-Domain Face Forgery Detection".
 # Stages, in pipeline order: data -> frames -> faces -> train -> evaluate (fine-tune and score) ->
 # tables -> report.
+# Datasets preprocessed by DeepfakeBench skip frames and faces: their crops are imported.
 # Targets: all (default: everything, to the report), table1, table2, table3, loto, figures;
-# check_data (readers only); detect (score a folder of videos, `detect` section of the config).
+# check_data (readers only); export_deepfakebench (our faces in DeepfakeBench's layout);
+# detect (score a folder of videos, `detect` section of the config).
 
 from snakemake.utils import min_version
 
@@ -21,11 +23,13 @@ include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/detect.smk"
+include: "workflow/rules/export.smk"
 
 
 # Seconds of work each: on a cluster they run where Snakemake runs, not through the queue.
 localrules:
     index_dataset,
+    index_deepfakebench,
     check_data,
     make_table,
     plot_figure,

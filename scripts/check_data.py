@@ -13,4 +13,5 @@ with logs.to_file(snakemake.log[0]):
         config.settings_from(manifest.IndexSettings, snakemake.params.settings, "datasets"),
         snakemake.params.config,
         Path(snakemake.output.report),
+        deepfakebench_inputs=snakemake.params.deepfakebench,
     )

@@ -11,5 +11,7 @@ import sys
 from pathlib import Path
 
 SOURCE = str(Path(__file__).resolve().parents[1] / "src")
-if SOURCE not in sys.path:
-    sys.path.insert(0, SOURCE)
+# first, even when it is already on the path: Snakemake appends its own process's path (which
+# holds src/) behind the job's, where an installed copy of `daml` (say, another checkout's
+# editable install) would otherwise come before it
+sys.path[:] = [SOURCE] + [p for p in sys.path if p != SOURCE]

@@ -126,6 +126,14 @@ def cross_check(config: dict) -> None:
                 f"datasets.roots.{dataset}: folder {root!r} does not exist. "
                 f"Set it to the {dataset} root in its official layout, or to null for the embedded benchmark."
             )
+    for dataset, entry in config["datasets"]["deepfakebench"].items():
+        if entry is not None:
+            _check_deepfakebench(dataset, entry, config["datasets"]["roots"][dataset])
+    workdir = config["export_deepfakebench"]["workdir"]
+    if workdir is not None and not Path(workdir).is_dir():
+        raise DamlError(f"export_deepfakebench.workdir: folder {workdir!r} does not exist; set "
+                        "it to the folder DeepfakeBench runs from, or to null for this "
+                        "workflow's folder.")
     for kind in ("sources", "targets"):
         for name, domain in config[kind].items():
             if domain["techniques"] is not None and not domain["faceset"].startswith("ffpp"):
@@ -149,6 +157,25 @@ def cross_check(config: dict) -> None:
     for target in figures["shots_targets"]:
         if target not in config["targets"]:
             raise DamlError(f"figures.shots_targets: {target!r} is not defined under `targets`.")
+
+
+def _check_deepfakebench(dataset: str, entry: dict, root: str | None) -> None:
+    key = f"datasets.deepfakebench.{dataset}"
+    if root is not None:
+        raise DamlError(f"{key} and datasets.roots.{dataset} are both set: a dataset comes either "
+                        "in its official layout or preprocessed by DeepfakeBench; set one to null.")
+    checks = (("root", Path.is_dir, "folder", "the folder DeepfakeBench calls rgb_dir"),
+              ("json", Path.is_file, "file", "the dataset JSON DeepfakeBench's rearrange.py wrote"),
+              ("workdir", Path.is_dir, "folder", "the folder DeepfakeBench runs from, or null"))
+    for name, exists, kind, what in checks:
+        value = entry.get(name)
+        if value is not None and not exists(Path(value).expanduser()):
+            raise DamlError(f"{key}.{name}: {kind} {value!r} does not exist. Set it to {what}.")
+
+
+def deepfakebench_inputs(config: dict) -> dict[str, dict]:
+    """The datasets given as DeepfakeBench inputs: dataset -> {root, json, workdir}."""
+    return {d: e for d, e in config["datasets"]["deepfakebench"].items() if e is not None}
 
 
 def settings_from(cls: type[T], section: dict[str, Any], where: str) -> T:

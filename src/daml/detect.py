@@ -125,6 +125,13 @@ def load_scorer(model_path: str | Path, settings: DetectSettings,
             "it was written before model files carried them; rerun its training "
             "(snakemake --forcerun train_models) and use the new file"
         )
+    if preprocessing.get("imported"):
+        raise DamlError(
+            f"{model_path}: its training faces were imported from {preprocessing['imported']}'s "
+            "preprocessing (their detector, alignment and frame sampling), which daml detect "
+            "cannot repeat on a new video; score with a model trained on faces this workflow "
+            "made from videos"
+        )
     record = {
         "path": str(model_path),
         **{key: payload.get(key) for key in ("method", "algorithm", "source", "seed")},

@@ -43,9 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import shutil
-import tempfile
-import zipfile
 from pathlib import Path
 
 import cv2
@@ -61,6 +58,7 @@ from tqdm import tqdm
 from daml.errors import DamlError
 from daml.data.manifest import CARRIED_COLUMNS as MANIFEST_COLUMNS
 from daml.io import atomic_path, write_csv
+from daml.shards import CROP_COLUMNS, SKIP_COLUMNS, CropWriter
 
 log = logging.getLogger(__name__)
 
@@ -89,10 +87,6 @@ __all__ = [
 ARCFACE_TEMPLATE = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655],
      [70.7299, 92.2041]], dtype=np.float64) / 112.0
-
-CROP_COLUMNS = MANIFEST_COLUMNS + ["frame", "x1", "y1", "x2", "y2"] + [
-    f"lm{i}{axis}" for i in range(5) for axis in "xy"] + ["score", "how"]
-SKIP_COLUMNS = ["key", "path", "frame", "reason"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -366,38 +360,6 @@ def align_frames(frames: np.ndarray, indices: np.ndarray, detector: "Detector",
                 yield int(frame), None
 
 
-class _CropWriter:
-    """Appends crops to a raw temporary file, then streams them into an npz.
-
-    Holding a whole shard's crops in memory would grow with the shard (1000 videos x 32
-    frames x 256^2 x 3 = 6 GB); this keeps peak memory at one video's worth.
-    """
-
-    def __init__(self, directory: Path, crop_size: int):
-        self.crop_size = crop_size
-        self.count = 0
-        self.raw = tempfile.TemporaryFile(dir=directory, prefix=".crops.")
-
-    def add(self, crop: np.ndarray) -> None:
-        self.raw.write(np.ascontiguousarray(crop, np.uint8).tobytes())
-        self.count += 1
-
-    def write_npz(self, path: Path) -> None:
-        """Write `crops` (N,S,S,3) uint8 as an uncompressed npz that `np.load` reads."""
-        shape = (self.count, self.crop_size, self.crop_size, 3)
-        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
-                  "fortran_order": False, "shape": shape}
-        self.raw.seek(0)
-        with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED,
-                             allowZip64=True) as archive:
-            with archive.open("crops.npy", "w", force_zip64=True) as member:
-                np.lib.format.write_array_header_2_0(member, header)
-                shutil.copyfileobj(self.raw, member, 1 << 20)
-
-    def close(self) -> None:
-        self.raw.close()
-
-
 def _read_table(path: Path, what: str) -> pd.DataFrame:
     try:
         return pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -448,7 +410,7 @@ def align_shard(frames_dir, out_npz, out_csv, out_skips, settings: FaceSettings,
                   skipped_videos=0)
     out_npz = Path(out_npz)
     out_npz.parent.mkdir(parents=True, exist_ok=True)
-    writer = _CropWriter(out_npz.parent, size)
+    writer = CropWriter(out_npz.parent, size)
     try:
         for entry in tqdm(index.itertuples(index=False), total=len(index),
                           desc=f"faces {frames_dir.name}", unit="video"):

@@ -200,7 +200,7 @@ def reason_counts(paths: Iterable[str | Path], group_of=lambda p: Path(p).parent
 
 
 def face_summary(paths: Iterable[str | Path]) -> list[dict]:
-    """Per face set: shards, videos, frames and faces kept, detected vs fallback, skips.
+    """Per face set: shards, videos, frames and faces kept, detected, fallback or imported, skips.
 
     Arguments:
         paths: face shard index files `results/faces/{faceset}/shard{N}.csv` and skip tables
@@ -210,7 +210,7 @@ def face_summary(paths: Iterable[str | Path]) -> list[dict]:
     for path in map(Path, paths):
         faceset = path.parent.name
         entry = stats.setdefault(faceset, {"faceset": faceset, "shards": 0, "videos": 0, "frames": 0,
-                                           "faces": 0, "detected": 0, "fallback": 0,
+                                           "faces": 0, "detected": 0, "fallback": 0, "imported": 0,
                                            "skipped_frames": 0, "skipped_videos": 0})
         if not path.is_file():
             raise DamlError(f"{path}: face shard table is missing; run the faces stage (`snakemake {path}`)")
@@ -227,6 +227,7 @@ def face_summary(paths: Iterable[str | Path]) -> list[dict]:
             entry["faces"] += len(index)
             entry["detected"] += int((index["how"] == "detected").sum())
             entry["fallback"] += int((index["how"] == "fallback").sum())
+            entry["imported"] += int((index["how"] == "imported").sum())
     return [stats[k] for k in sorted(stats)]
 
 

@@ -16,7 +16,7 @@ import torch
 
 from daml import cli
 from daml.config import schema_defaults
-from daml.detect import video_inputs
+from daml.detect import DetectSettings, load_scorer, video_inputs
 from daml.errors import DamlError
 from daml.evaluate import predict
 from daml.methods import CONV4, Backbone
@@ -64,6 +64,15 @@ def test_a_model_file_without_its_preprocessing_record_asks_for_retraining(tmp_p
                      "--out", str(tmp_path)])
     assert code == cli.UNUSABLE
     assert not (tmp_path / "videos.csv").exists()
+
+
+def test_a_model_trained_on_imported_faces_is_refused(tmp_path):
+    model = model_file(tmp_path / "m.pt")
+    payload = torch.load(model, weights_only=False)
+    payload["preprocessing"]["imported"] = "deepfakebench"
+    torch.save(payload, model)
+    with pytest.raises(DamlError, match="imported from deepfakebench"):
+        load_scorer(model, DetectSettings())
 
 
 def test_an_empty_folder_is_a_usage_error(tmp_path, capsys):

@@ -46,6 +46,8 @@ CHECKED = {
     'snakemake --cores all detect --config "detect={videos: results/synthetic/dfdc}"': "run",
     "daml detect results/synthetic/celebdf/Celeb-synthesis --model "
     "results/train/ffpp-c23/daml/seed0/model.pt --plot --out results/detect-celebdf": "run",
+    # a real export (and DeepfakeBench inputs): tests/workflow/test_deepfakebench_workflow.py
+    "snakemake --cores all export_deepfakebench": "dry",
 }
 SKIPPED = {
     "snakemake --cores all --use-conda": "needs conda 24.7.1+ and conda-forge, neither reachable "

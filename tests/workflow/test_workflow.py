@@ -100,6 +100,8 @@ def test_named_target_builds_only_what_it_needs(tmp_path):
         ({"train": {"iterations": 0}}, "train.iterations: 0 is less than the minimum of 1"),
         ({"methods": ["daml", "reptile"]}, "methods: 'reptile' is not one of ['daml', 'maml', 'erm'], so method_settings.reptile.algorithm"),
         ({"datasets": {"roots": {"dfdc": "/no/such/dfdc"}}}, "datasets.roots.dfdc: folder '/no/such/dfdc' does not exist"),
+        ({"datasets": {"deepfakebench": {"celebdf": {"root": "/no/such/rgb", "json": "/no/such.json"}}}},
+         "datasets.deepfakebench.celebdf.root: folder '/no/such/rgb' does not exist"),
         ({"tables": {"table2": [{"source": "ffpp-c23", "target": "celebdf", "shots": -1}]}}, "tables.table2.0.shots: -1"),
         ({"tables": {"table1": [{"source": "ffpp", "target": "ffpp-c23"}]}}, "tables.table1[0].source: 'ffpp' is not defined"),
     ],

@@ -26,6 +26,15 @@ PREPROCESSING = {
 DATASETS = daml_config.DATASETS
 FACESETS = daml_config.FACESETS
 faceset_compression = daml_config.faceset_compression
+# datasets preprocessed by DeepfakeBench: indexed from its JSON, their crops imported (no
+# frame extraction, no face detection); every other dataset goes through both
+DEEPFAKEBENCH = daml_config.deepfakebench_inputs(config)
+IMPORTED_FACESETS = [f for f in FACESETS if FACESETS[f][0] in DEEPFAKEBENCH]
+
+
+def one_of(names, none):
+    """A wildcard pattern matching exactly `names` (`none`, which no path holds, when empty)."""
+    return "|".join(names) or none
 
 
 wildcard_constraints:
@@ -42,16 +51,27 @@ wildcard_constraints:
 
 
 def is_synthetic(dataset):
-    return config["datasets"]["roots"][dataset] is None
+    return config["datasets"]["roots"][dataset] is None and dataset not in DEEPFAKEBENCH
 
 
 def root_of(dataset):
-    """The dataset's folder: the user's root, or the generated synthetic stand-in."""
+    """The dataset's folder: the user's root (or rgb_dir), or the generated synthetic stand-in."""
+    if dataset in DEEPFAKEBENCH:
+        return ancient(DEEPFAKEBENCH[dataset]["root"])
     root = config["datasets"]["roots"][dataset]
     if root is None:
         return rules.generate_benchmark.output.root.format(dataset=dataset)
     # a user's dataset is read, never rebuilt: its timestamps must not trigger reruns
     return ancient(root)
+
+
+def deepfakebench_json(wildcards):
+    return ancient(DEEPFAKEBENCH[wildcards.dataset]["json"])
+
+
+def deepfakebench_source(wildcards):
+    """The job's DeepfakeBench input (root, json, workdir) as configured."""
+    return DEEPFAKEBENCH[wildcards.dataset]
 
 
 def dataset_root(wildcards):
@@ -95,9 +115,23 @@ def faceset_shards(wildcards):
     return face_shards(wildcards.faceset)
 
 
+def source_preprocessing(wildcards):
+    """How the source's faces were made, for its model.pt (`daml detect` repeats it)."""
+    if source_faceset(wildcards) in IMPORTED_FACESETS:
+        return {**PREPROCESSING, "imported": "deepfakebench"}
+    return PREPROCESSING
+
+
 def source_shards(wildcards):
     """Input function: the face shards of the job's `source`."""
     return face_shards(source_faceset(wildcards))
+
+
+def faceset_frames_table(wildcards):
+    """Input function: the frames table of a DeepfakeBench input's face set."""
+    return rules.index_deepfakebench.output.frames.format(
+        dataset=faceset_dataset(wildcards.faceset)
+    )
 
 
 def faceset_of(wildcards):
@@ -260,6 +294,27 @@ FIGURES = ["figure2", "figure3", "figure_shots", "forest"]
 def table_outputs(table):
     """The files of one table (called from the Snakefile, after the rules exist)."""
     return expand(rules.make_table.output, table=table)
+
+
+def export_shards():
+    """The face shards `snakemake export_deepfakebench` writes out, by face set."""
+    facesets = config["export_deepfakebench"]["facesets"]
+    return {f: face_shards(f)["crops"] for f in FACESETS if f in facesets}
+
+
+def export_inputs(wildcards):
+    """Every exported face set's shards (npz and csv) and its dataset's manifest."""
+    shards = export_shards()
+    return {
+        "crops": [p for paths in shards.values() for p in paths],
+        "index": [p for f in shards for p in face_shards(f)["index"]],
+        "manifests": sorted({faceset_manifest(f) for f in shards}),
+    }
+
+
+def export_manifests():
+    """dataset -> manifest of every exported face set's dataset."""
+    return {FACESETS[f][0]: faceset_manifest(f) for f in export_shards()}
 
 
 def figure_outputs(figure):

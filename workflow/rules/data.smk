@@ -38,6 +38,9 @@ rule index_dataset:
         problems="results/data/{dataset}/problems.csv",
     benchmark:
         "results/benchmarks/index_dataset/{dataset}.tsv"
+    # a dataset in its official layout (DeepfakeBench inputs: rule index_deepfakebench)
+    wildcard_constraints:
+        dataset=one_of([d for d in DATASETS if d not in DEEPFAKEBENCH], "NO_DATASET"),
     priority: 1  # as the frames and faces stages: all data before any training
     conda:
         "../../envs/data.yaml"
@@ -52,6 +55,45 @@ rule index_dataset:
         },
     script:
         "../../scripts/index_dataset.py"
+
+
+# A dataset preprocessed by DeepfakeBench (datasets.deepfakebench): its JSON gives the manifest
+# and the frames table of its face crops, which the face stage imports (rule
+# import_deepfakebench).
+rule index_deepfakebench:
+    input:
+        root=dataset_root,
+        json=deepfakebench_json,
+    output:
+        manifest=report(
+            "results/data/{dataset}/manifest.csv",
+            caption="../report/manifest.rst",
+            category="Data",
+            labels={"dataset": "{dataset}", "file": "manifest"},
+        ),
+        frames="results/data/{dataset}/frames.csv",
+    log:
+        log="results/logs/index_deepfakebench/{dataset}.log",
+        problems="results/data/{dataset}/problems.csv",
+    benchmark:
+        "results/benchmarks/index_deepfakebench/{dataset}.tsv"
+    wildcard_constraints:
+        dataset=one_of(DEEPFAKEBENCH, "NO_DATASET"),
+    priority: 1  # as the frames and faces stages: all data before any training
+    conda:
+        "../../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        settings={
+            k: config["datasets"][k]
+            for k in ("on_inconsistency", "val_fraction", "seed")
+        },
+        source=deepfakebench_source,
+    script:
+        "../../scripts/index_deepfakebench.py"
 
 
 # `snakemake check_data`: only the readers, before any preprocessing (docs/datasets.md).
@@ -72,6 +114,7 @@ rule check_data:
         runtime=30,
     params:
         synthetic=[d for d in DATASETS if is_synthetic(d)],
+        deepfakebench=DEEPFAKEBENCH,
         settings={
             k: config["datasets"][k]
             for k in ("on_inconsistency", "val_fraction", "seed")

@@ -32,6 +32,6 @@ rule train_models:
         selection=selection_rule(),
         checkpoints=method_files(TRAIN_FILE, "checkpoint.pt"),
         # stored in model.pt: `daml detect` prepares a new video as these faces were made
-        preprocessing=PREPROCESSING,
+        preprocessing=source_preprocessing,
     script:
         "../../scripts/train_models.py"

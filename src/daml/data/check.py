@@ -5,7 +5,8 @@ Description:
     dataset, what was found against the counts its release documents, the inconsistencies
     by kind, and, for every configured table row, whether the splits it needs hold videos of
     both classes. The synthetic stand-ins are checked the same way, but their counts are
-    not held against the official ones.
+    not held against the official ones. A dataset given as a DeepfakeBench input is read from
+    its JSON (`daml.data.deepfakebench`), which also counts its face crops.
 
 References:
     FaceForensics++ (Rössler et al., ICCV 2019) and its `splits/*.json`; Celeb-DF v2 (Li et
@@ -23,8 +24,14 @@ from typing import Callable, Mapping
 import pandas as pd
 
 from daml.config import FACESETS, faceset_compression
-from daml.data import ffpp
-from daml.data.manifest import IndexSettings, read_dataset, reason_kind, select_rows
+from daml.data import deepfakebench, ffpp
+from daml.data.manifest import (
+    IndexSettings,
+    read_dataset,
+    read_deepfakebench_dataset,
+    reason_kind,
+    select_rows,
+)
 from daml.errors import DamlError
 from daml.io import write_text
 
@@ -67,7 +74,11 @@ def _ffpp_counts() -> list[Count]:
 
 
 def _celebdf_source(folder: str) -> Callable[[pd.DataFrame], int]:
-    return lambda m: int(m["path"].map(lambda p: Path(p).parent.name == folder).sum())
+    # a video file's folder, or (DeepfakeBench input) its frames folder's: <folder>/frames/<video>
+    def inside(path: str) -> bool:
+        return folder in (Path(path).parent.name, Path(path).parent.parent.name)
+
+    return lambda m: int(m["path"].map(inside).sum())
 
 
 # The counts each dataset's release documents (see References).
@@ -136,6 +147,7 @@ def check_data(
     settings: IndexSettings,
     config: Mapping,
     out_report: str | Path,
+    deepfakebench_inputs: Mapping[str, Mapping] | None = None,
 ) -> str:
     """Run every reader and write (and return) the Markdown report of what was found.
 
@@ -145,19 +157,31 @@ def check_data(
         settings: the data stage's settings (validation carving, as the workflow does it).
         config: the validated config (tables, sources, targets).
         out_report: where the report goes (`results/data/check.md`).
+        deepfakebench_inputs: dataset -> its `datasets.deepfakebench` entry, for the datasets
+            given as DeepfakeBench inputs (read from their JSON instead of `roots`).
     """
     lines = ["# Data check", ""]
     manifests: dict[str, pd.DataFrame] = {}
+    deepfakebench_inputs = deepfakebench_inputs or {}
     for dataset, root in roots.items():
-        lines.append(f"## {dataset}: {root}")
+        entry = deepfakebench_inputs.get(dataset)
+        crops = None
+        where = f"DeepfakeBench JSON {entry['json']}" if entry else str(root)
+        lines.append(f"## {dataset}: {where}")
         try:
-            manifest, problems = read_dataset(dataset, root, settings)
+            if entry:
+                source = deepfakebench.Source.from_config(entry)
+                manifest, problems, crops = read_deepfakebench_dataset(dataset, source, settings)
+            else:
+                manifest, problems = read_dataset(dataset, root, settings)
         except DamlError as error:
             lines += ["", f"**Cannot be read:** {error}", ""]
             manifests[dataset] = pd.DataFrame(columns=["compression", "split", "technique", "label"])
             continue
         manifests[dataset] = manifest
-        lines += ["", f"{len(manifest)} entries indexed; by split and label:", ""]
+        lines += ["", f"{len(manifest)} entries indexed"
+                  + (f" with {len(crops)} face crops" if crops is not None else "")
+                  + "; by split and label:", ""]
         counts = manifest.groupby(["compression", "split", "label"]).size()
         lines += ["| compression | split | label | videos |", "|---|---|---|---:|"]
         lines += [f"| {c} | {s} | {'fake' if int(lab) else 'real'} | {n} |"

@@ -6,7 +6,9 @@ Description:
     videos where the layout has no official one, and drops duplicate keys. Readers check that
     files exist and that label files and metadata make sense; they never decode a video (the
     frames stage does). Each inconsistency becomes a row (path, reason) in `problems.csv`;
-    `write_manifest` applies the policy `datasets.on_inconsistency`.
+    `write_manifest` applies the policy `datasets.on_inconsistency`. A dataset preprocessed
+    by DeepfakeBench is read from its JSON instead (`read_deepfakebench_dataset`), which also
+    gives the frames table of its face crops (`FRAME_COLUMNS`).
 
 References:
     docs/architecture.md, section "Manifest"; docs/datasets.md (dataset layouts).
@@ -26,7 +28,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from daml.data import celebdf, dfdc, ffpp, wilddeepfake
+from daml.data import celebdf, deepfakebench, dfdc, ffpp, wilddeepfake
 from daml.errors import DamlError
 from daml.io import write_csv
 
@@ -50,6 +52,8 @@ COLUMNS = [
 # what the face stage copies into every crop row: all but where the video's file lies
 CARRIED_COLUMNS = [c for c in COLUMNS if c not in ("path", "member")]
 PROBLEM_COLUMNS = ["path", "reason"]
+#: `results/data/{dataset}/frames.csv` of a DeepfakeBench input: one row per face crop
+FRAME_COLUMNS = ["key", "frame", "path", "landmarks", "landmarks5"]
 SPLITS = ("train", "val", "test")
 POLICIES = ("skip", "fail")
 #: How many offending paths a "fail" message lists before it only counts the rest.
@@ -69,7 +73,8 @@ EXPECTED_FOLDERS = {
     "dfdc": dfdc.EXPECTED_FOLDERS,
     "wilddeepfake": wilddeepfake.EXPECTED_FOLDERS,
 }
-#: Layouts without an official validation split: val is carved out of train.
+#: Layouts without an official validation split: val is carved out of train (unless the
+#: input already names validation videos: a DeepfakeBench JSON written by our export).
 CARVES_VALIDATION = frozenset({"celebdf", "dfdc", "wilddeepfake"})
 
 
@@ -156,8 +161,66 @@ def read_dataset(
 
     problems = Problems()
     rows = READERS[dataset](root, problems)
+    manifest = _finish(dataset, rows, problems, settings)
+    log.info("%s: indexed %d entries under %s", dataset, len(manifest), root)
+    return manifest, problems.to_frame()
+
+
+def read_deepfakebench_dataset(
+    dataset: str, source: deepfakebench.Source, settings: IndexSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Index one dataset preprocessed by DeepfakeBench (its JSON and face crops).
+
+    Description:
+        As `read_dataset`, with `daml.data.deepfakebench.read_deepfakebench` as the reader:
+        the same keys, identities, duplicate rule and validation carve-out, so a dataset
+        gives the same manifest whichever way it comes in.
+
+    Arguments:
+        dataset: `ffpp`, `celebdf` or `dfdc`.
+        source: its root (their `rgb_dir`), JSON and workdir (config key
+            `datasets.deepfakebench.<dataset>`).
+        settings: the stage's settings.
+
+    Returns:
+        (manifest, problems, frames): as `read_dataset`, and the frames table with
+        `FRAME_COLUMNS`, one row per usable crop of a manifest video, by key and frame.
+
+    Raises:
+        DamlError: a dataset DeepfakeBench does not give; a missing root or JSON (naming
+            its config key); a JSON that cannot be read.
+    """
+    _check_settings(settings)
+    key = f"datasets.deepfakebench.{dataset}"
+    if dataset not in deepfakebench.DATASETS:
+        raise DamlError(f"{key}: DeepfakeBench inputs are read for "
+                        f"{list(deepfakebench.DATASETS)} only, not {dataset!r}")
+    if not source.root.is_dir():
+        raise DamlError(f"{key}.root: folder {source.root} does not exist; set it to the "
+                        f"folder DeepfakeBench calls rgb_dir (holding "
+                        f"{deepfakebench.NAMES[dataset]}/)")
+    if not source.json.is_file():
+        raise DamlError(f"{key}.json: file {source.json} does not exist; set it to the "
+                        f"dataset JSON (e.g. {deepfakebench.NAMES[dataset]}.json in "
+                        f"DeepfakeBench's preprocessing/dataset_json/)")
+    problems = Problems()
+    rows, crops = deepfakebench.read_deepfakebench(dataset, source, problems)
+    manifest = _finish(dataset, rows, problems, settings)
+    frames = pd.DataFrame(crops, columns=deepfakebench.FRAME_COLUMNS)
+    frames.insert(0, "key", [video_key(dataset, c, t, v) for t, c, v in
+                             zip(frames["technique"], frames["compression"], frames["video"])])
+    frames = frames[frames["key"].isin(set(manifest["key"]))]
+    frames = frames.sort_values(["key", "frame"], kind="stable").reset_index(drop=True)
+    log.info("%s: indexed %d videos, %d face crops from %s", dataset, len(manifest),
+             len(frames), source.json)
+    return manifest, problems.to_frame(), frames[FRAME_COLUMNS]
+
+
+def _finish(dataset: str, rows: list[dict], problems: Problems,
+            settings: IndexSettings) -> pd.DataFrame:
+    """A reader's rows as a manifest: keys, duplicates dropped, validation carved, sorted."""
     manifest = _drop_duplicate_keys(_to_frame(dataset, rows), problems)
-    if dataset in CARVES_VALIDATION:
+    if dataset in CARVES_VALIDATION and not (manifest["split"] == "val").any():
         train = manifest["split"] == "train"
         val_groups = carve_validation(
             manifest.loc[train, "group"].tolist(), settings.val_fraction, settings.seed
@@ -173,8 +236,7 @@ def read_dataset(
             settings.on_inconsistency,
             _listing(problems.to_frame()),
         )
-    log.info("%s: indexed %d entries under %s", dataset, len(manifest), root)
-    return manifest, problems.to_frame()
+    return manifest
 
 
 def write_manifest(
@@ -215,7 +277,8 @@ def write_manifest(
     if manifest.empty:
         raise DamlError(
             f"no usable entry found for {manifest_path}; see {problems_path} for what was "
-            f"left out and check the dataset root (config key datasets.roots)"
+            f"left out and check the dataset's input (config key datasets.roots, or "
+            f"datasets.deepfakebench for a DeepfakeBench JSON)"
         )
     write_csv(manifest_path, manifest[COLUMNS])
 
@@ -235,6 +298,33 @@ def index_dataset(
     manifest, problems = read_dataset(dataset, root, settings)
     write_manifest(manifest, problems, manifest_path, problems_path, settings)
     return manifest
+
+
+def index_deepfakebench(
+    dataset: str,
+    source: deepfakebench.Source,
+    settings: IndexSettings,
+    manifest_path: str | Path,
+    problems_path: str | Path,
+    frames_path: str | Path,
+) -> pd.DataFrame:
+    """Index a DeepfakeBench input; write its manifest, problems and frames tables.
+
+    The policy applies as in `write_manifest`; the frames table is written last, so a
+    stopped run leaves no frames table that looks complete.
+
+    Returns:
+        the manifest written.
+    """
+    manifest, problems, frames = read_deepfakebench_dataset(dataset, source, settings)
+    write_manifest(manifest, problems, manifest_path, problems_path, settings)
+    write_csv(frames_path, frames)
+    return manifest
+
+
+def video_key(dataset: str, compression: str, technique: str, video: str) -> str:
+    """A video's key `{dataset}/{compression}/{technique}/{video}` (docs/architecture.md)."""
+    return "/".join((dataset, compression, technique, video))
 
 
 def carve_validation(groups: list[str], val_fraction: float, seed: int) -> set[str]:
@@ -340,8 +430,8 @@ def _to_frame(dataset: str, rows: list[dict]) -> pd.DataFrame:
         record.setdefault("group", record["target_id"])
         # where a layout names videos by the footage they show (FF++, DFDC), the target is it
         record.setdefault("clip_id", record["target_id"])
-        record["key"] = "/".join(
-            (dataset, record["compression"], record["technique"], record["video"])
+        record["key"] = video_key(
+            dataset, record["compression"], record["technique"], record["video"]
         )
     frame = pd.DataFrame(records, columns=COLUMNS + ["group"])
     return frame.astype({c: int if c == "label" else str for c in frame.columns})
