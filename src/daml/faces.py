@@ -90,6 +90,7 @@ __all__ = [
     "align_face",
     "fallback_crop",
     "pad_for_detection",
+    "resize_for_detection",
     "main_face",
     "align_shard",
     "MANIFEST_COLUMNS",
@@ -264,15 +265,7 @@ class Detector:
         n, height, width = images.shape[:3]
         if n == 0:
             return []
-        small = images
-        longer = max(height, width)
-        if self.detect_max_side and (longer > self.detect_max_side
-                                     or (upscale and longer < self.detect_max_side)):
-            scale = self.detect_max_side / longer
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            small = np.stack([cv2.resize(image, size, interpolation=interpolation)
-                              for image in images])
+        small = resize_for_detection(images, self.detect_max_side, upscale)
         sx, sy = width / small.shape[2], height / small.shape[1]
         inputs = preprocess(small)
         outputs = self.network(inputs)
@@ -291,6 +284,23 @@ class Detector:
                 found.append(Detection(box, landmarks, float(face.score)))
             results.append(found)
         return results
+
+
+def resize_for_detection(images: np.ndarray, detect_max_side: int,
+                         upscale: bool = False) -> np.ndarray:
+    """Equally sized images brought to a longer side of at most `detect_max_side` (0: as given).
+
+    With `upscale`, smaller images are enlarged to it too (see `Detector.detect`).
+    """
+    height, width = images.shape[1:3]
+    longer = max(height, width)
+    if not detect_max_side or not (longer > detect_max_side
+                                   or (upscale and longer < detect_max_side)):
+        return images
+    scale = detect_max_side / longer
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(image, size, interpolation=interpolation) for image in images])
 
 
 def _torch_network(device: str, threads: int):
