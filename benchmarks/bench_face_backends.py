@@ -11,11 +11,14 @@ Description:
     - where CUDA is present: torch on the GPU (NCHW and NHWC), and onnxruntime's CUDA provider
       when its GPU build is installed. Without CUDA the GPU part says so and is skipped.
 
-    Each case: one warm-up pass over the frames, then `--repeats` timed passes; the table
-    gives the best and the median frames per second of the whole detector (resize to the detect size,
-    the package's `preprocess`, the network, `postprocess` with NMS) and of the network
-    alone (the same batches, already preprocessed), plus the faces found and the largest
-    landmark difference from onnxruntime on the CPU, which should stay within a pixel.
+    Every case makes one warm-up pass over the frames, then `--repeats` timed passes; the
+    cases take turns within each repeat, so that load from other processes on a shared
+    machine falls on all of them alike. The table gives frames per second, best and (median),
+    of the whole detector (resize to the detect size, the package's `preprocess`, the
+    network, `postprocess` with NMS) and of the network alone (the same batches, already
+    preprocessed); the process's CPU time per frame of the detector (all threads; least and
+    median), the main faces found and the largest landmark difference from onnxruntime on
+    one CPU thread, which should stay within a pixel or two (a pixel at the detect size).
 
     The header prints what the figures depend on: CPU model (as lscpu names it), whether
     oneDNN has native bf16 (`torch.ops.mkldnn._is_mkldnn_bf16_supported()`, unused here:
@@ -24,7 +27,7 @@ Description:
 
 Example:
     python benchmarks/bench_face_backends.py                   # CPU, and GPU when present
-    python benchmarks/bench_face_backends.py --frames 256 --repeats 5
+    python benchmarks/bench_face_backends.py --gpu-only --frames 256 --repeats 5
 """
 
 from __future__ import annotations
@@ -69,27 +72,33 @@ def render(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
     return np.stack(images), truth
 
 
-def cases(cores: int) -> list[dict]:
-    """(label, Detector arguments, torch layout) of every case this machine can run."""
+def reference_case() -> dict:
+    return dict(label="onnxruntime CPU, 1 thread", threads=1, backend="onnxruntime", device="cpu")
+
+
+def cpu_cases(cores: int) -> list[dict]:
+    """onnxruntime and torch (both layouts) on the CPU at 1 thread and at all cores."""
     found = []
     for threads in sorted({1, cores}):
-        found.append(dict(label=f"onnxruntime CPU, {threads} thread(s)", threads=threads,
-                          backend="onnxruntime", device="cpu"))
+        found.append(dict(reference_case(), label=f"onnxruntime CPU, {threads} thread(s)",
+                          threads=threads))
         for layout in ("NHWC", "NCHW"):
             found.append(dict(label=f"torch CPU {layout}, {threads} thread(s)", threads=threads,
                               backend="torch", device="cpu", channels_last=layout == "NHWC"))
-    if torch.cuda.is_available():
-        for layout in ("NCHW", "NHWC"):
-            found.append(dict(label=f"GPU: torch CUDA {layout}", threads=1, backend="torch",
-                              device="cuda", channels_last=layout == "NHWC"))
-        if "CUDAExecutionProvider" in ort.get_available_providers():
-            found.append(dict(label="GPU: onnxruntime CUDA provider", threads=1,
-                              backend="onnxruntime", device="cuda"))
+    return found
+
+
+def gpu_cases() -> list[dict]:
+    """torch on CUDA in both layouts, onnxruntime's CUDA provider where installed."""
+    found = [dict(label=f"torch CUDA {layout}", threads=1, backend="torch", device="cuda",
+                  channels_last=layout == "NHWC") for layout in ("NCHW", "NHWC")]
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        found.append(dict(label="onnxruntime CUDA provider", threads=1, backend="onnxruntime",
+                          device="cuda"))
     return found
 
 
 def make_detector(case: dict, side: int) -> faces.Detector:
-    cv2.setNumThreads(case["threads"])
     detector = faces.Detector(0.9, side, case["threads"], case["backend"], case["device"])
     if case["backend"] == "torch":
         # the layout is the runner's choice; rebuild it to time both
@@ -101,26 +110,60 @@ def make_detector(case: dict, side: int) -> faces.Detector:
     return detector
 
 
+def use_threads(case: dict) -> None:
+    """The case's CPU threads: torch's and OpenCV's are process-wide, set before each pass."""
+    torch.set_num_threads(case["threads"])
+    cv2.setNumThreads(case["threads"])
+
+
 def synchronize(case: dict) -> None:
     if case["device"] != "cpu" and torch.cuda.is_available():
         torch.cuda.synchronize()
 
 
-def timed(function, batches, repeats: int, case: dict) -> tuple[str, list]:
-    """Frames per second of `function` over all batches, "best (median)", and its results.
-
-    The best pass is the one least disturbed by other processes on a shared machine.
-    """
-    results = [function(batch) for batch in batches]  # warm-up (cuDNN picks its algorithms)
+def one_pass(function, batches, case: dict) -> tuple[float, float, list]:
+    """(frames per second, process CPU ms per frame, results) of `function` over the batches."""
     n = sum(len(batch) for batch in batches)
-    rates = []
-    for _ in range(repeats):
-        synchronize(case)
-        start = time.perf_counter()
-        results = [function(batch) for batch in batches]
-        synchronize(case)
-        rates.append(n / (time.perf_counter() - start))
-    return f"{max(rates):.1f} ({np.median(rates):.1f})", results
+    use_threads(case)
+    synchronize(case)
+    wall, cpu = time.perf_counter(), time.process_time()
+    results = [function(batch) for batch in batches]
+    synchronize(case)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return n / wall, 1000 * cpu / n, results
+
+
+def best_median(values: list[float], best=max) -> str:
+    return f"{best(values):.1f} ({np.median(values):.1f})"
+
+
+def measure(side: int, batches: list, all_cases: list[dict], repeats: int) -> None:
+    """Print one table: every case timed in turn within each repeat (module docs)."""
+    detectors = [make_detector(case, side) for case in all_cases]
+    inputs = [preprocess(faces.resize_for_detection(batch, side)) for batch in batches]
+    rates = [dict(detector=[], network=[], cpu=[]) for _ in all_cases]
+    found = []
+    for repeat in range(repeats + 1):  # pass 0 warms up (cuDNN picks its algorithms)
+        for case, detector, rate in zip(all_cases, detectors, rates):
+            fps, cpu, results = one_pass(detector.detect, batches, case)
+            network_fps = one_pass(detector.network, inputs, case)[0]
+            if repeat == 0:
+                found.append([faces.main_face(per) for batch in results for per in batch])
+                continue
+            rate["detector"].append(fps)
+            rate["network"].append(network_fps)
+            rate["cpu"].append(cpu)
+    print("| case | detector, frames/s | network alone, frames/s | detector, CPU ms/frame | "
+          "main faces found | max landmark diff vs onnxruntime CPU, full-resolution px |")
+    print("|---|---:|---:|---:|---:|---:|")
+    reference = found[0]
+    for case, rate, mains in zip(all_cases, rates, found):
+        diffs = [np.abs(a.landmarks - b.landmarks).max() for a, b in zip(mains, reference)
+                 if a is not None and b is not None]
+        print(f"| {case['label']} | {best_median(rate['detector'])} | "
+              f"{best_median(rate['network'])} | {best_median(rate['cpu'], min)} | "
+              f"{sum(m is not None for m in mains)}/{len(mains)} | "
+              f"{max(diffs) if diffs else float('nan'):.2f} |", flush=True)
 
 
 def header(cores: int) -> str:
@@ -147,6 +190,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--detect-max-side", type=int, nargs="+", default=[360, 640])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--gpu-only", action="store_true",
+                        help="skip the CPU part (the GPU table still starts with its reference)")
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     cores = len(os.sched_getaffinity(0))
@@ -156,27 +201,16 @@ def main() -> None:
     print(f"{len(images)} frames of {WIDTH}x{HEIGHT}, batches of {args.batch_size}; frames/s: "
           f"best (median) of {args.repeats} passes after one warm-up; load average before: "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if not args.gpu_only:
+        for side in args.detect_max_side:
+            print(f"\n=== CPU part, detect_max_side {side} ===\n")
+            measure(side, batches, cpu_cases(cores), args.repeats)
     if not torch.cuda.is_available():
-        print("GPU part: skipped, torch sees no CUDA device")
+        print("\n=== GPU part: skipped, torch sees no CUDA device ===")
+        return
     for side in args.detect_max_side:
-        print(f"\ndetect_max_side {side}:\n")
-        print("| case | detector, frames/s | network alone, frames/s | main faces found | "
-              "max landmark diff vs onnxruntime CPU, full-resolution px |")
-        print("|---|---:|---:|---:|---:|")
-        reference = None
-        for case in cases(cores):
-            detector = make_detector(case, side)
-            detect_fps, found = timed(detector.detect, batches, args.repeats, case)
-            small = [preprocess(faces.resize_for_detection(batch, side)) for batch in batches]
-            network_fps, _ = timed(detector.network, small, args.repeats, case)
-            mains = [faces.main_face(per) for batch in found for per in batch]
-            if reference is None:
-                reference = mains
-            diffs = [np.abs(a.landmarks - b.landmarks).max() for a, b in zip(mains, reference)
-                     if a is not None and b is not None]
-            print(f"| {case['label']} | {detect_fps} | {network_fps} | "
-                  f"{sum(m is not None for m in mains)}/{len(mains)} | "
-                  f"{max(diffs) if diffs else float('nan'):.2f} |", flush=True)
+        print(f"\n=== GPU part, {torch.cuda.get_device_name(0)}, detect_max_side {side} ===\n")
+        measure(side, batches, [reference_case()] + gpu_cases(), args.repeats)
 
 
 if __name__ == "__main__":
