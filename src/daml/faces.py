@@ -21,8 +21,8 @@ Description:
 
     `auto` (the default) takes torch when torch sees a CUDA device, `faces.device` is not
     `cpu` and onnxruntime offers no CUDA provider; onnxruntime otherwise, since on a CPU
-    onnxruntime runs this network 1.7-2.6x faster than torch (benchmarks/README.md, "Face
-    detector backends").
+    thread onnxruntime needs about 1.5x less time per frame than torch (benchmarks/README.md,
+    "Face detector backends").
 
     Frames are detected in batches at a reduced resolution (`detect_max_side`); boxes and
     landmarks are mapped back to full resolution. Per frame we keep the main face: the
@@ -53,8 +53,10 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import glob
 import importlib.util
 import logging
+import os
 import re
 import shutil
 import tempfile
@@ -205,6 +207,10 @@ def choose_backend(backend: str, device: str = "auto") -> str:
     if backend != "auto":
         return backend
     if device == "cpu" or "CUDAExecutionProvider" in ort.get_available_providers():
+        return "onnxruntime"
+    # Importing torch to ask it costs 1-3 s a shard job; without an NVIDIA device node (or
+    # WSL's /dev/dxg) CUDA cannot be there, so a CPU machine is spared the import.
+    if not glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/dxg"):
         return "onnxruntime"
     if importlib.util.find_spec("torch") is None:  # a faces env without torch still runs
         return "onnxruntime"

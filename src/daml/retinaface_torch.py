@@ -338,9 +338,9 @@ class TorchRetinaFace:
     Arguments:
         data: the ONNX bytes to take the weights from (`retinaface.weights.WEIGHTS`).
         device: a torch device.
-        channels_last: compute in NHWC memory layout (default: on a CPU, where oneDNN runs
-            this network's depthwise convolutions about 1.4x faster so; benchmarks/README.md,
-            "Face detector backends"). The numbers are the same up to float32 rounding.
+        channels_last: compute in NHWC memory layout (default: on a CPU, where it saves
+            11-17% CPU time over NCHW; benchmarks/README.md, "Face detector backends"). The
+            numbers are the same up to float32 rounding.
 
     Example:
         >>> network = TorchRetinaFace(WEIGHTS, torch.device("cpu"))
