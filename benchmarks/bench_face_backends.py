@@ -50,7 +50,8 @@ import torch  # noqa: E402
 from retinaface.preprocess import preprocess  # noqa: E402
 
 from daml import faces  # noqa: E402
-from daml.data.synthetic.face import Identity, make_background, render_face, talking_motion  # noqa: E402
+from daml.data.synthetic.face import (  # noqa: E402
+    Identity, make_background, render_face, talking_motion)
 from daml.machine import cpu_model  # noqa: E402
 from daml.runtime import native_bf16  # noqa: E402
 
@@ -58,18 +59,16 @@ WIDTH, HEIGHT = 720, 528
 REPO = Path(__file__).resolve().parents[1]
 
 
-def render(n: int) -> tuple[np.ndarray, list[np.ndarray]]:
-    """`n` frames, a new person and background every 8 frames, with true landmarks."""
-    images, truth = [], []
+def render(n: int) -> np.ndarray:
+    """`n` frames, a new person and background every 8 frames."""
+    images = []
     for start in range(0, n, 8):
         rng = np.random.default_rng(2000 + start)
         person, background = Identity.sample(rng), make_background(rng, WIDTH, HEIGHT)
         for motion in talking_motion(rng, min(8, n - start), 25.0, rng.uniform(0.4, 0.6),
                                      rng.uniform(0.45, 0.55), rng.uniform(0.22, 0.34)):
-            image, landmarks = render_face(person, motion, WIDTH, HEIGHT, background)
-            images.append(image)
-            truth.append(landmarks)
-    return np.stack(images), truth
+            images.append(render_face(person, motion, WIDTH, HEIGHT, background)[0])
+    return np.stack(images)
 
 
 def reference_case() -> dict:
@@ -170,12 +169,14 @@ def header(cores: int) -> str:
     try:
         commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True).stdout.strip()
         commit += " (uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none (CUDA not available)"
+    gpu = (torch.cuda.get_device_name(0) if torch.cuda.is_available()
+           else "none (CUDA not available)")
     return "\n".join([
         f"CPU: {cpu_model()}, {cores} core(s) usable; native bf16 (mkldnn): {native_bf16()}",
         f"GPU: {gpu}; onnxruntime providers: {', '.join(ort.get_available_providers())}",
@@ -196,7 +197,7 @@ def main() -> None:
     logging.disable(logging.WARNING)
     cores = len(os.sched_getaffinity(0))
     print(header(cores))
-    images, _ = render(args.frames)
+    images = render(args.frames)
     batches = [images[i:i + args.batch_size] for i in range(0, len(images), args.batch_size)]
     print(f"{len(images)} frames of {WIDTH}x{HEIGHT}, batches of {args.batch_size}; frames/s: "
           f"best (median) of {args.repeats} passes after one warm-up; load average before: "

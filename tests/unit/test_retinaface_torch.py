@@ -148,6 +148,11 @@ def change_slope(graph):
     next(a for a in relu.attribute if a.name == "alpha").f = 0.2
 
 
+def bilinear_upsampling(graph):
+    resize = next(n for n in graph.node if n.op_type == "Resize")
+    next(a for a in resize.attribute if a.name == "mode").s = b"linear"
+
+
 def change_stride(graph):
     conv = next(n for n in graph.node if n.op_type == "Conv")
     next(a for a in conv.attribute if a.name == "strides").ints[:] = [1, 1]
@@ -156,12 +161,15 @@ def change_stride(graph):
 @pytest.mark.parametrize("data, message", [
     (b"this is not an onnx file" * 100, "cannot be parsed as ONNX"),
     (WEIGHTS[: len(WEIGHTS) // 3], "cannot be parsed as ONNX"),
-    (b"", "holds 0 distinct convolutions"),
-    (edited(lambda g: swap_weight(g, np.zeros((8, 3, 5, 5), np.float32))), r"weight shape \(8, 3, 5, 5\)"),
+    (b"", "outputs \\[\\], expected"),
+    (edited(lambda g: swap_weight(g, np.zeros((8, 3, 5, 5), np.float32))),
+     r"weight shape \(8, 3, 5, 5\)"),
     (edited(drop_conv), "holds 55 distinct convolutions"),
     (edited(change_slope), "LeakyReLU slope 0.2"),
     (edited(change_stride), "strides"),
-], ids=["garbage", "truncated", "empty", "weight shape", "missing conv", "slope", "stride"])
+    (edited(bilinear_upsampling), "Resize .* expected .*nearest"),
+], ids=["garbage", "truncated", "empty", "weight shape", "missing conv", "slope", "stride",
+        "upsampling"])
 def test_a_mismatched_file_is_a_clear_error(data, message):
     with pytest.raises(DamlError, match=message) as error:
         RT.TorchRetinaFace(data, torch.device("cpu"))
