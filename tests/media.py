@@ -1,4 +1,8 @@
-"""Small real media for tests: H.264 videos, PNG bytes, tar.gz archives, manifest rows."""
+"""Small real media for tests: H.264 videos, PNG bytes, tar.gz archives, manifest rows, faces.
+
+Faces come from the procedural renderer of the embedded benchmark
+(`daml.data.synthetic.face`), which gives each face's ground-truth landmarks.
+"""
 
 from __future__ import annotations
 
@@ -55,3 +59,31 @@ def manifest_rows(paths: dict, dataset="ffpp", compression="c23", member=""):
              member=member, target_id=video, source_id="", clip_id=video)
         for video, path in paths.items()
     ]
+
+
+def face_image(seed: int, width: int = 320, height: int = 240, cx=0.5, cy=0.5, size=0.3):
+    """One rendered face on a random background: (uint8 RGB image, (5, 2) true landmarks)."""
+    from daml.data.synthetic.face import Identity, make_background, render_face, talking_motion
+
+    rng = np.random.default_rng(seed)
+    person = Identity.sample(rng)
+    motion = talking_motion(rng, 2, 25.0, cx, cy, size)[0]
+    return render_face(person, motion, width, height, make_background(rng, width, height))
+
+
+def two_face_scene(seed: int = 11, width: int = 480, height: int = 320):
+    """A large foreground face and a small background one drawn twice over it.
+
+    Returns:
+        (image, landmarks of the large face, landmarks of the small face).
+    """
+    from daml.data.synthetic.face import Identity, make_background, render_face, talking_motion
+
+    rng = np.random.default_rng(seed)
+    image = make_background(rng, width, height)
+    big = talking_motion(rng, 1, 25.0, 0.65, 0.5, 0.3)[0]
+    small = talking_motion(rng, 1, 25.0, 0.18, 0.35, 0.14)[0]
+    _, small_truth = render_face(Identity.sample(rng), small, width, height, image)
+    image, _ = render_face(Identity.sample(rng), small, width, height, image)
+    image, big_truth = render_face(Identity.sample(rng), big, width, height, image)
+    return image, big_truth, small_truth

@@ -26,6 +26,7 @@ Description:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from dataclasses import dataclass, field
@@ -143,10 +144,18 @@ def load_scorer(model_path: str | Path, settings: DetectSettings,
     }
     return Scorer(
         model, int(payload["image_size"]),
-        settings_from(FrameSettings, preprocessing["frames"], "model preprocessing.frames"),
-        settings_from(FaceSettings, preprocessing["faces"], "model preprocessing.faces"),
+        _recorded(FrameSettings, preprocessing["frames"], model_path, "frames"),
+        _recorded(FaceSettings, preprocessing["faces"], model_path, "faces"),
         device, dtype, settings.batch_size, record,
     )
+
+
+def _recorded(cls, section: dict, model_path, name: str):
+    """A settings dataclass from a model file's record; a field added to the settings since
+    the file was written takes its default (such fields say how to run, never how faces look)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING}
+    return settings_from(cls, {**defaults, **section}, f"{model_path}: preprocessing.{name}")
 
 
 def video_inputs(paths: Sequence[str | Path]) -> list[tuple[str, Path]]:
@@ -222,8 +231,9 @@ def detect_videos(inputs: Sequence[str | Path], model_path: str | Path, out_dir:
     out_dir = Path(out_dir)
     scorer = load_scorer(model_path, settings, adapted)
     videos = video_inputs(inputs)
-    detector = Detector(scorer.faces.score_threshold, scorer.faces.detect_max_side,
-                        max(1, settings.threads))
+    faces = scorer.faces
+    detector = Detector(faces.score_threshold, faces.detect_max_side, max(1, settings.threads),
+                        faces.backend, faces.device)
     results = [score_video(name, path, scorer, detector)
                for name, path in tqdm(videos, desc="detect", unit="video", disable=not progress)]
     table, frames = _tables(results)

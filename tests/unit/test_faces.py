@@ -1,11 +1,13 @@
 """Tests of daml.faces: real RetinaFace detection, 5-point alignment and face shards.
 
 Faces come from the procedural renderer of the embedded benchmark
-(`daml.data.synthetic.face`), which gives each face's ground-truth landmarks.
+(`daml.data.synthetic.face`, through tests/media.py), which gives each face's ground-truth
+landmarks.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import cv2
@@ -13,7 +15,7 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from media import encode, make_tar, manifest_rows, png_bytes
+from media import encode, face_image, make_tar, manifest_rows, png_bytes, two_face_scene
 
 from daml import faces as FA
 from daml import frames as F
@@ -44,13 +46,6 @@ def settings(**changes) -> FA.FaceSettings:
                   fallback_for_videos=False)
     values.update(changes)
     return FA.FaceSettings(**values)
-
-
-def face_image(seed: int, width: int = 320, height: int = 240, cx=0.5, cy=0.5, size=0.3):
-    rng = np.random.default_rng(seed)
-    person = Identity.sample(rng)
-    motion = talking_motion(rng, 2, 25.0, cx, cy, size)[0]
-    return render_face(person, motion, width, height, make_background(rng, width, height))
 
 
 def similarity(angle_deg: float, scale: float, shift, centre) -> np.ndarray:
@@ -127,13 +122,7 @@ def test_detection_at_reduced_resolution_maps_back(detector):
 
 
 def test_main_face_is_the_largest(detector):
-    rng = np.random.default_rng(11)
-    image = make_background(rng, 480, 320)
-    big = talking_motion(rng, 1, 25.0, 0.65, 0.5, 0.3)[0]
-    small = talking_motion(rng, 1, 25.0, 0.18, 0.35, 0.14)[0]
-    _, small_truth = render_face(Identity.sample(rng), small, 480, 320, image)
-    image, _ = render_face(Identity.sample(rng), small, 480, 320, image)
-    image, big_truth = render_face(Identity.sample(rng), big, 480, 320, image)
+    image, big_truth, _ = two_face_scene(11)
     found = detector.detect(image[None])[0]
     assert len(found) == 2
     chosen = FA.main_face(found)
@@ -237,6 +226,26 @@ def test_align_shard_on_real_videos(tmp_path):
         other, _ = FA.align_face(*truth[(frame + 3) % 6], 64, 1.3)
         same = np.corrcoef(crops[row].ravel(), expected.ravel())[0, 1]
         assert same > 0.8, same
+
+
+def test_torch_backend_gives_the_same_shard(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="daml.faces")
+    paths = {f"00{i}": face_video(tmp_path / f"00{i}.mp4", seed=i, n=4) for i in range(2)}
+    shards = {}
+    for backend in ("onnxruntime", "torch"):
+        (tmp_path / backend).mkdir()
+        shards[backend] = run_stage(tmp_path / backend, manifest_rows(paths), backend=backend,
+                                    device="cpu")
+    (crops, table, _, counts), (torch_crops, torch_table, _, torch_counts) = shards.values()
+    assert "RetinaFace on CPUExecutionProvider (onnxruntime)" in caplog.messages
+    assert "RetinaFace on cpu (torch)" in caplog.messages
+    assert counts == torch_counts and counts["detected"] == 8
+    assert table[["key", "frame", "how"]].equals(torch_table[["key", "frame", "how"]])
+    coordinates = ["x1", "y1", "x2", "y2"] + [f"lm{i}{a}" for i in range(5) for a in "xy"]
+    assert (table[coordinates] - torch_table[coordinates]).abs().to_numpy().max() <= 1.0
+    # a landmark a pixel off moves the crop a little: nearly the same pixels
+    difference = np.abs(crops.astype(int) - torch_crops.astype(int)).mean()
+    assert difference < 2, difference
 
 
 def test_fallback_for_videos_keeps_every_frame(tmp_path):
