@@ -33,9 +33,11 @@ Description:
     whose updates it discards).
 
     Which one runs is chosen once per run by `choose`: `auto` is `grouped` for Conv-4 on a
-    CUDA device and the loop everywhere else. On a CPU the loop is faster (its kernels are
-    large enough there, and it keeps one task's graph alive at a time;
-    benchmarks/README.md, "Meta-iteration"). tests/unit/test_meta.py checks both batchings
+    CUDA device and the loop everywhere else. On a CPU the loop is faster at the paper's
+    84 and 128 px (grouped is 1.3-1.5x slower there, vmap 8-9x); grouped is 10-25% faster
+    at the default config's 32 px, but `auto` keeps the loop on a CPU so that its results
+    stay those of earlier runs, bit for bit (benchmarks/README.md, "Meta-iteration").
+    tests/unit/test_meta.py checks both batchings
     against the loop in float64: every parameter's meta-gradient, the per-task losses and
     the running statistics.
 
