@@ -34,7 +34,7 @@ Description:
 
     Which one runs is chosen once per run by `choose`: `auto` is `grouped` for Conv-4 on a
     CUDA device and the loop everywhere else. On a CPU the loop is faster at the paper's
-    84 and 128 px (grouped is 1.3-1.5x slower there, vmap 8-9x); grouped is 10-25% faster
+    84 and 128 px (grouped is 1.1-1.5x slower there, vmap 6.5-9x); grouped is 10-25% faster
     at the default config's 32 px, but `auto` keeps the loop on a CPU so that its results
     stay those of earlier runs, bit for bit (benchmarks/README.md, "Meta-iteration").
     tests/unit/test_meta.py checks both batchings
@@ -116,7 +116,7 @@ def choose(setting: str, model: nn.Module, device: torch.device) -> str:
     if setting not in TASK_BATCHING:
         raise DamlError(f"train.task_batching={setting!r}: use one of {list(TASK_BATCHING)}")
     if setting == "auto":
-        return "grouped" if device.type == "cuda" and isinstance(model, Conv4) else "loop"
+        setting = "grouped" if device.type == "cuda" and isinstance(model, Conv4) else "loop"
     if setting == "grouped" and not isinstance(model, Conv4):
         raise DamlError(
             f"train.task_batching=grouped runs Conv-4 only, not {type(model).__name__}: "

@@ -393,9 +393,10 @@ def test_task_batching_auto_is_grouped_for_conv4_on_cuda_only():
     with pytest.raises(DamlError, match="train.task_batching"):
         choose("threads", conv4, cpu)
     conv4.features[1].momentum = None  # a cumulative average cannot be folded afterwards
-    with pytest.raises(DamlError, match="momentum None"):
-        choose("grouped", conv4, gpu)
-    assert choose("loop", conv4, gpu) == "loop"
+    for batching in ("grouped", "vmap", "auto"):
+        with pytest.raises(DamlError, match="momentum None"):
+            choose(batching, conv4, gpu)
+    assert choose("loop", conv4, gpu) == choose("auto", conv4, cpu) == "loop"
 
 
 def test_grouped_forward_is_conv4_per_task():
