@@ -98,7 +98,9 @@ def vmap_forward(model: nn.Module, params: dict, sinks: dict | None,
 
 
 def _grouped(model, params, sinks, images):
-    return grouped_forward(model, params, sinks, images, images.shape[1] // 3)
+    # the tasks' images lie side by side along the channels
+    return grouped_forward(model, params, sinks, images,
+                           images.shape[1] // model.features[0].in_channels)
 
 
 BATCHINGS = {
@@ -183,7 +185,8 @@ def fold_statistics(model: nn.Module, sinks: dict[str, torch.Tensor], tasks: int
             norm.num_batches_tracked.add_(tasks)
 
 
-def task_losses(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+def task_losses(logits: torch.Tensor, labels: torch.Tensor,
+                reduction: str = "mean") -> torch.Tensor:
     """Each task's `daml.meta.loss_fn` at once: logits and labels (T, B) -> losses (T,)."""
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()

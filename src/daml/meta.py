@@ -15,10 +15,10 @@ Description:
     weights and (where the hardware has it) bf16 autocast; each task's outer term is
     backpropagated as soon as it is computed, so only one task's graph is alive at a time.
     On a CPU at 84 and 128 px this loop is faster than stacking the tasks along channel
-    groups or vmapping over them (benchmarks/README.md, "Meta-iteration"); benchmarks/bench_meta.py checks it
-    against a learn2learn-style clone loop. On a GPU, where the loop is launch-bound,
-    `daml.batched` runs every task in one pass with the same meta-gradient
-    (`train.task_batching`; `make_method`'s `task_batching`).
+    groups or vmapping over them (benchmarks/README.md, "Meta-iteration");
+    benchmarks/bench_meta.py checks it against a learn2learn-style clone loop. On a GPU,
+    where the loop is launch-bound, `daml.batched` runs every task in one pass with the
+    same meta-gradient (`train.task_batching`; `make_method`'s `task_batching`).
 
     `make_method` chooses a method's behaviour once per run: a `Method` whose `backward`
     is `meta_backward` with the method's outer objective and inner loop bound, or
