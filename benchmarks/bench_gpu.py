@@ -5,22 +5,31 @@ Description:
 
     1. `steps`: milliseconds per training iteration (Conv-4, `--tasks` tasks, support and
        query of `--batch`, one first-order inner step, DAML) for each runner of
-       `daml.graphed` (eager, CUDA-graph replay) in fp32 and bf16 autocast, and for the
-       learn2learn-style reference loop of bench_meta.py (fp32, model copies), all on the
-       same faces held on the GPU. Medians of `--repeats` timed blocks of `--block`
-       iterations after a warm-up; the host clock is read after a device synchronise.
-       Each variant's weights after `--check-iterations` are compared with the eager
-       fp32 runner's from the same start (relative L2 difference).
+       `daml.graphed` (eager, CUDA-graph replay) in fp32 and bf16 autocast, each with the
+       tasks looped (`daml.meta`) or batched into one pass (`daml.batched`: `grouped`,
+       `vmap`; `--batchings`), and for the learn2learn-style reference loop of
+       bench_meta.py (fp32, model copies), all on the same faces held on the GPU. Medians
+       of `--repeats` timed blocks of `--block` iterations after a warm-up; the host clock
+       is read after a device synchronise. Each variant's first-iteration losses (same
+       weights, same batch) are compared with the eager loop's at the same precision (they
+       should agree to rounding, about 1e-6 in fp32), and its weights after
+       `--check-iterations` with the eager fp32 loop's (relative L2 difference; Adam
+       amplifies rounding, so these drift apart by 1e-3 or so even when all is right).
     2. `schedule`: the paper's whole meta-training, `daml.train.train_model` with the
        schema defaults (3000 iterations, 4 tasks of 16 + 16, validation on up to 4096
        faces and a checkpoint every 100 iterations) at `--image-size`, on synthetic face
        shards written first (random faces with a per-technique trace, `--train-videos`
        videos per class and technique, `--frames` frames each). Wall time of the call,
        loading included, and of the loop alone (from the log), for each runner named in
-       `--schedule-runners`.
+       `--schedule-runners` (the batching is the runner's: `train.task_batching`).
     3. The machine: GPU name, torch and CUDA versions.
 
+    `--device cpu` runs the eager runners only (looped and batched), a check of the
+    script's code paths; use small `--block`, `--repeats` and `--iterations` there.
+
     Run:  python benchmarks/bench_gpu.py [--image-size 128] [--out results.json]
+          python benchmarks/bench_gpu.py --device cpu --image-size 32 --block 2 --repeats 1 \
+              --warmup 1 --iterations 4 --train-videos 4 --val-videos 4 --frames 2
 """
 
 from __future__ import annotations
@@ -54,11 +63,19 @@ from bench_meta import reference_step  # noqa: E402  (the same reference as on t
 
 REPO = Path(__file__).resolve().parents[1]
 TECHNIQUES = list(ffpp.TECHNIQUES)
-RUNNERS = {  # name -> (graph replay, autocast dtype)
+BASE_RUNNERS = {  # name -> (graph replay, autocast dtype); the tasks looped
     "eager_fp32": (False, None),
     "eager_bf16": (False, torch.bfloat16),
     "graph_fp32": (True, None),
     "graph_bf16": (True, torch.bfloat16),
+}
+BATCHINGS = ("loop", "grouped", "vmap")  # train.task_batching without auto
+# name -> (graph replay, autocast dtype, task batching): "graph_bf16" loops the tasks,
+# "graph_bf16_grouped" runs them as one pass
+RUNNERS = {
+    name if batching == "loop" else f"{name}_{batching}": (graphed, dtype, batching)
+    for batching in BATCHINGS
+    for name, (graphed, dtype) in BASE_RUNNERS.items()
 }
 
 
@@ -96,13 +113,14 @@ def write_shards(folder: Path, size: int, videos: dict, frames: int, shards: int
 
 
 def make_runner(name, model, images, args):
-    graphed, dtype = RUNNERS[name]
+    graphed, dtype, batching = RUNNERS[name]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, capturable=graphed)
+    method = make_method("daml", task_batching=batching)
     if graphed:
         return GraphedRunner(
             model,
             optimizer,
-            make_method("daml"),
+            method,
             images,
             args.tasks,
             args.batch,
@@ -110,7 +128,7 @@ def make_runner(name, model, images, args):
             dtype,
         )
     make = (lambda: torch.autocast(images.device.type, dtype=dtype)) if dtype else None
-    return EagerRunner(model, optimizer, make_method("daml"), images, make)
+    return EagerRunner(model, optimizer, method, images, make)
 
 
 def sync(device):
@@ -118,9 +136,13 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def runners(device) -> list[str]:
-    """Every runner on a GPU; the eager ones on a CPU (a dry run of this script)."""
-    return [name for name, (graphed, _) in RUNNERS.items() if device.type == "cuda" or not graphed]
+def runners(device, batchings=BATCHINGS) -> list[str]:
+    """Every runner of `batchings` on a GPU; the eager ones on a CPU (a dry run of this script)."""
+    return [
+        name
+        for name, (graphed, _, batching) in RUNNERS.items()
+        if (device.type == "cuda" or not graphed) and batching in batchings
+    ]
 
 
 def time_blocks(run_one, args, device) -> list[float]:
@@ -154,19 +176,23 @@ def steps_part(args, device) -> dict:
         for i in range(args.tasks)
     ]
     results = {}
-    reference_weights = None
-    for name in runners(device):
+    reference_weights, reference_losses = None, {}
+    for name in runners(device, ("loop", *args.batchings)):
         # same start and batches as every other variant: equal weights are expected
         model = build_model(args.image_size, seed=0).to(device, memory_format=torch.channels_last)
         runner = make_runner(name, model, images, args)
         sampler = TaskSampler(tasks, args.tasks, args.batch, args.batch, seed=0)
         for i in range(1, args.check_iterations + 1):
             runner.step(sampler.sample(), i, 1e-3)
-        runner.drain()
+        first_losses = torch.tensor(runner.drain()[0][2].query_losses)
         weights = torch.cat([p.detach().float().flatten() for p in model.parameters()])
-        if reference_weights is None:
+        if reference_weights is None:  # the first runner, eager_fp32: the tasks looped
             reference_weights = weights
+        # the eager loop of each precision runs before the other runners of that precision
+        precision = RUNNERS[name][1]
+        reference_losses.setdefault(precision, first_losses)
         difference = float((weights - reference_weights).norm() / reference_weights.norm())
+        loss_difference = float((first_losses - reference_losses[precision]).abs().max())
         counter = iter(range(args.check_iterations + 1, 10**9))
 
         def one():
@@ -180,6 +206,7 @@ def steps_part(args, device) -> dict:
         results[name] = {
             "ms": round(statistics.median(times), 3),
             "ms_repeats": [round(t, 3) for t in times],
+            "first_losses_max_abs_diff_vs_eager_loop": loss_difference,
             "weights_rel_diff_vs_eager_fp32": difference,
         }
         print(json.dumps({"part": "steps", "runner": name, **results[name]}), flush=True)
@@ -231,8 +258,11 @@ def schedule_part(args, device) -> dict:
         start = time.perf_counter()
         shards = write_shards(tmp, args.image_size, videos, args.frames, shards=4)
         written = time.perf_counter() - start
-        for name in [n for n in args.schedule_runners if n in runners(device)]:
-            graphed, dtype = RUNNERS[name]
+        # a CPU has no graph replay: its dry run trains the same settings eagerly
+        names = [n if device.type == "cuda" else n.replace("graph_", "eager_", 1)
+                 for n in args.schedule_runners]
+        for name in [n for n in dict.fromkeys(names) if n in runners(device)]:
+            graphed, dtype, batching = RUNNERS[name]
             settings = TrainSettings(
                 **{
                     **defaults,
@@ -240,6 +270,7 @@ def schedule_part(args, device) -> dict:
                     "device": device.type,
                     "precision": "bf16" if dtype else "fp32",
                     "cuda_graph": graphed,
+                    "task_batching": batching,
                     "threads": 0,
                     **({"iterations": args.iterations} if args.iterations else {}),
                 }
@@ -290,9 +321,29 @@ def schedule_part(args, device) -> dict:
         results["settings"] = {
             k: v
             for k, v in dataclasses.asdict(settings).items()
-            if k not in ("device", "precision", "cuda_graph")
+            if k not in ("device", "precision", "cuda_graph", "task_batching")
         }
     return results
+
+
+def print_steps_table(steps: dict) -> None:
+    """ms per iteration, one row per runner and precision, one column per task batching."""
+    if not steps:
+        return
+    print(f"  {'ms / iteration':22s}" + "".join(f"{b:>12s}" for b in BATCHINGS))
+    for base in BASE_RUNNERS:
+        cells = [steps.get(base if b == "loop" else f"{base}_{b}") for b in BATCHINGS]
+        if any(cells):
+            print(f"  {base:22s}" + "".join(
+                f"{c['ms']:12.2f}" if c else f"{'-':>12s}" for c in cells
+            ))
+    if "reference_l2l_fp32" in steps:
+        print(f"  {'reference_l2l_fp32':22s}{steps['reference_l2l_fp32']['ms']:12.2f}")
+    for name, row in steps.items():
+        if "first_losses_max_abs_diff_vs_eager_loop" in row:
+            print(f"  {name:22s} first losses {row['first_losses_max_abs_diff_vs_eager_loop']:.1e} "
+                  "from the eager loop's at that precision; weights after the check "
+                  f"{row['weights_rel_diff_vs_eager_fp32']:.1e} from eager_fp32's")
 
 
 def main(argv=None):
@@ -313,7 +364,14 @@ def main(argv=None):
     parser.add_argument("--train-videos", type=int, default=80)
     parser.add_argument("--val-videos", type=int, default=60)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--schedule-runners", nargs="*", default=["graph_bf16", "eager_bf16"])
+    parser.add_argument("--batchings", nargs="*", default=["grouped", "vmap"],
+                        choices=["grouped", "vmap"], help="batched runners besides the loop")
+    parser.add_argument(
+        "--schedule-runners",
+        nargs="*",
+        default=["graph_bf16_grouped", "graph_bf16", "graph_bf16_vmap"],
+        choices=sorted(RUNNERS),
+    )
     parser.add_argument("--skip", nargs="*", default=[], choices=["steps", "schedule"])
     parser.add_argument(
         "--device",
@@ -348,8 +406,7 @@ def main(argv=None):
     print(
         f"\n{result['gpu']}, {args.image_size} px, {args.tasks} tasks x ({args.batch}+{args.batch})"
     )
-    for name, row in result.get("steps", {}).items():
-        print(f"  step {name:20s} {row['ms']:8.2f} ms/iteration")
+    print_steps_table(result.get("steps", {}))
     for name, row in result.get("schedule", {}).items():
         if isinstance(row, dict) and "total_s" in row:
             print(

@@ -1,4 +1,5 @@
-"""Speed of one first-order meta-iteration: `daml.meta.step` against an l2l-style loop.
+"""Speed of one first-order meta-iteration: `daml.meta.step` against an l2l-style loop,
+with the tasks looped or batched into one pass.
 
 Description:
     Conv-4 at 84 px, 4 tasks, support and query batches of 16, one inner step, first
@@ -11,6 +12,11 @@ Description:
     of `--repeats`), ours in the training configuration (channels-last inputs and weights,
     bf16 autocast where the CPU/GPU has it, `--precision`).
 
+    Beside the per-task loop, the same step with the tasks batched into one pass
+    (`daml.batched`, `train.task_batching`: `grouped`, `vmap`; `--batchings`): its
+    meta-gradient is checked against the loop's in float64 and it is timed in the same
+    configuration, in the same interleaved rounds. (Graph replay is bench_gpu.py's.)
+
     Run:  python benchmarks/bench_meta.py [--threads 2] [--repeats 7] [--image-size 84]
 """
 
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import statistics
 import time
@@ -66,8 +73,9 @@ def reference_step(model, tasks, inner_lr, method):
             p.grad = q.grad.clone() if p.grad is None else p.grad + q.grad
 
 
-def ours_step(model, optimizer, tasks, inner_lr, method, make_autocast):
-    meta.step(model, optimizer, tasks, meta.make_method(method, inner_lr=inner_lr), 1, make_autocast)
+def ours_step(model, optimizer, tasks, inner_lr, method, make_autocast, batching="loop"):
+    chosen = meta.make_method(method, inner_lr=inner_lr, task_batching=batching)
+    meta.step(model, optimizer, tasks, chosen, 1, make_autocast)
 
 
 def interleaved_medians(fns: dict, repeats: int, device) -> dict:
@@ -92,11 +100,13 @@ def interleaved_medians(fns: dict, repeats: int, device) -> dict:
         for name, values in times.items()
         if name != first
     }
+    medians["rounds"] = times
     return medians
 
 
-def meta_gradient_difference(tasks, args, device, dtype) -> float:
-    """Relative L2 difference of our and the reference's meta-gradient in `dtype`."""
+def meta_gradient_difference(tasks, args, device, dtype, batching="loop", against=None) -> float:
+    """Relative L2 difference of our meta-gradient in `dtype` (tasks looped or batched) and
+    the reference's, or, with `against` ("loop"), our loop's."""
     model = build_model(args.image_size, seed=0).to(device, dtype)
     reference = copy.deepcopy(model)
     tasks = [
@@ -105,10 +115,13 @@ def meta_gradient_difference(tasks, args, device, dtype) -> float:
         )
         for t in tasks
     ]
-    ours_step(
-        model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, args.inner_lr, args.method, None
-    )
-    reference_step(reference, tasks, args.inner_lr, args.method)
+    ours_step(model, torch.optim.SGD(model.parameters(), lr=0.0), tasks, args.inner_lr,
+              args.method, None, batching)
+    if against is None:
+        reference_step(reference, tasks, args.inner_lr, args.method)
+    else:
+        ours_step(reference, torch.optim.SGD(reference.parameters(), lr=0.0), tasks,
+                  args.inner_lr, args.method, None, against)
     ours_grad = torch.cat([p.grad.flatten() for p in model.parameters()])
     ref_grad = torch.cat([p.grad.flatten() for p in reference.parameters()])
     return float((ours_grad - ref_grad).norm() / ref_grad.norm())
@@ -125,6 +138,8 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="auto")
+    parser.add_argument("--batchings", nargs="*", default=["grouped", "vmap"],
+                        choices=["grouped", "vmap"], help="batched passes timed beside the loop")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device, dtype = runtime(args.device, args.precision)
@@ -136,6 +151,13 @@ def main(argv=None):
     rel_error = meta_gradient_difference(tasks, args, device, torch.float64)
     assert rel_error < 1e-9, f"meta-gradients differ: relative error {rel_error:.2e}"
     rel_error_fp32 = meta_gradient_difference(tasks, args, device, torch.float32)
+    # the batched passes: the loop's meta-gradient, in float64 again
+    batched_errors = {
+        batching: meta_gradient_difference(tasks, args, device, torch.float64, batching, "loop")
+        for batching in args.batchings
+    }
+    for batching, error in batched_errors.items():
+        assert error < 1e-9, f"{batching} and the loop differ: relative error {error:.2e}"
 
     # 2. timings: the reference as written, ours as training runs it
     reference = build_model(args.image_size, seed=0).to(device)
@@ -161,6 +183,13 @@ def main(argv=None):
             "ours_fp32": lambda: ours_step(
                 fast, optimizer, fast_tasks, args.inner_lr, args.method, None
             ),
+            **{
+                batching: functools.partial(
+                    ours_step, fast, optimizer, fast_tasks, args.inner_lr, args.method, make,
+                    batching,
+                )
+                for batching in args.batchings
+            },
         },
         args.repeats,
         device,
@@ -181,6 +210,14 @@ def main(argv=None):
         "speedup": round(t_ref / t_ours, 2),
         "speedup_paired_median": round(medians["paired_ratio"]["ours"], 2),
     }
+    for batching in args.batchings:
+        result[f"{batching}_grad_rel_error_vs_loop_fp64"] = batched_errors[batching]
+        result[f"{batching}_s"] = round(medians[batching], 4)
+        # > 1: the batched pass is slower than the loop (median of the rounds' ratios)
+        rounds = medians["rounds"]
+        result[f"{batching}_over_loop_paired_median"] = round(
+            statistics.median(b / a for a, b in zip(rounds["ours"], rounds[batching])), 2
+        )
     print(json.dumps(result))
     return result
 

@@ -15,7 +15,10 @@ Description:
     several hundred small kernels, each launched from Python
     (benchmarks/bench_gpu.py measures both). It captures one whole iteration once
     (gathering the support and query faces by index from the images held on the GPU,
-    the method's backward, the Adam step) and replays it. Per iteration the host
+    the method's backward, the Adam step) and replays it. The backward is whatever the
+    method holds: the per-task loop of `daml.meta`, or all tasks as one batched pass
+    (`daml.batched`, `train.task_batching`; `auto` picks it for Conv-4 on a GPU), which
+    makes the replayed graph T times fewer and T times larger kernels. Per iteration the host
     only draws the task indices with the same sampler and random stream as the eager
     path, copies them through a ring of pinned buffers and launches the replay; it never
     waits for the device. The per-task losses stay on the GPU until `drain`, which reads

@@ -14,9 +14,11 @@ Description:
     the module is never modified. Tasks run in a plain loop with channels-last inputs and
     weights and (where the hardware has it) bf16 autocast; each task's outer term is
     backpropagated as soon as it is computed, so only one task's graph is alive at a time.
-    On a CPU this loop was faster than stacking the tasks along channel groups or vmapping
-    over them (benchmarks/README.md, "Meta-iteration"); benchmarks/bench_meta.py checks it
-    against a learn2learn-style clone loop.
+    On a CPU at 84 and 128 px this loop is faster than stacking the tasks along channel
+    groups or vmapping over them (benchmarks/README.md, "Meta-iteration");
+    benchmarks/bench_meta.py checks it against a learn2learn-style clone loop. On a GPU,
+    where the loop is launch-bound, `daml.batched` runs every task in one pass with the
+    same meta-gradient (`train.task_batching`; `make_method`'s `task_batching`).
 
     `make_method` chooses a method's behaviour once per run: a `Method` whose `backward`
     is `meta_backward` with the method's outer objective and inner loop bound, or
@@ -45,6 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from daml import batched
 from daml.errors import DamlError
 
 log = logging.getLogger(__name__)
@@ -312,25 +315,36 @@ def make_method(
     inner_steps: int = 1,
     first_order: bool = True,
     loss_reduction: str = "mean",
+    task_batching: str = "loop",
 ) -> Method:
     """The `Method` of a config: its outer objective and, for DAML and MAML, its inner loop.
 
     `loss_reduction` ("mean" or "sum", `loss_fn`) applies to every training loss of the
-    method: support and query losses, or ERM's pooled loss.
+    method: support and query losses, or ERM's pooled loss. `task_batching` is how DAML and
+    MAML run the tasks: "loop" (`meta_backward`) or one batched pass, "grouped" or "vmap"
+    (`daml.batched.batched_meta_backward`; `daml.batched.choose` resolves "auto" first).
+    ERM has one pooled pass and ignores it.
     """
     if loss_reduction not in LOSS_REDUCTIONS:
         raise DamlError(f"train.loss_reduction={loss_reduction!r}: use one of {LOSS_REDUCTIONS}")
     objective = outer_objective(name, daml_weight)
     if objective is None:
         return Method(name, None, functools.partial(erm_backward, reduction=loss_reduction))
-    backward = functools.partial(
-        meta_backward,
+    inner = dict(
         objective=objective,
         inner_lr=inner_lr,
         inner_steps=inner_steps,
         first_order=first_order,
         reduction=loss_reduction,
     )
+    if task_batching == "loop":
+        return Method(name, objective, functools.partial(meta_backward, **inner))
+    if task_batching not in batched.BATCHINGS:
+        raise DamlError(
+            f"train.task_batching={task_batching!r}: use loop or one of "
+            f"{sorted(batched.BATCHINGS)}"
+        )
+    backward = functools.partial(batched.batched_meta_backward, batching=task_batching, **inner)
     return Method(name, objective, backward)
 
 

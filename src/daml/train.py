@@ -51,6 +51,7 @@ from tqdm import tqdm
 
 from daml import meta
 from daml.adapt import AdaptSettings, InnerLoop, adapted_copy, choose_shots
+from daml.batched import choose as choose_batching
 from daml.errors import DamlError
 from daml.evaluate import predict
 from daml.facedata import Faces, describe_split, load_faces
@@ -66,8 +67,11 @@ log = logging.getLogger(__name__)
 HISTORY_COLUMNS = ["iteration", "task", "query_loss", "weight", "meta_loss", "lr"]
 # auc, acc, loss: theta_d (fine-tuned, the selection score); theta_*: the weights as they are
 VALIDATION_COLUMNS = ["iteration", "auc", "acc", "loss", "theta_auc", "theta_acc", "theta_loss"]
-# settings that may change between an interrupted run and its resumption
-RESUMABLE_CHANGES = ("iterations", "checkpoint_every", "log_every", "threads", "cuda_graph")
+# settings that may change between an interrupted run and its resumption (the batching of
+# tasks changes rounding only, like the graph replay)
+RESUMABLE_CHANGES = (
+    "iterations", "checkpoint_every", "log_every", "threads", "cuda_graph", "task_batching"
+)
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,8 @@ class TrainSettings:
         threads (int): CPU threads for torch (0 = torch default).
         cuda_graph (bool): on a CUDA device, replay each iteration as a CUDA graph
             (`daml.graphed`); ignored on a CPU.
+        task_batching (str): "loop", "grouped", "vmap" or "auto" (grouped for Conv-4 on a
+            CUDA device, else loop): how DAML and MAML run a batch's tasks (`daml.batched`).
     """
 
     image_size: int
@@ -126,6 +132,7 @@ class TrainSettings:
     precision: str
     threads: int
     cuda_graph: bool
+    task_batching: str
 
 
 def _fingerprint(shards, source, spec: MethodSpec, seed, settings: TrainSettings, selection) -> str:
@@ -271,6 +278,7 @@ def train_model(
     chosen = meta.make_method(
         spec.algorithm, settings.daml_weight, settings.inner_lr, settings.inner_steps,
         settings.first_order, settings.loss_reduction,
+        _task_batching(spec, model, device, settings),
     )
     runner = _runner(model, optimizer, chosen, data.images, sampler, device, dtype, settings)
     model.train()
@@ -479,6 +487,16 @@ def _selection_rule(adapt_settings: AdaptSettings) -> dict:
     for name in ("device", "precision", "threads"):
         rule.pop(name)
     return rule
+
+
+def _task_batching(spec: MethodSpec, model, device, settings: TrainSettings) -> str:
+    """`train.task_batching` for this method, backbone and device (ERM has no tasks' passes)."""
+    if spec.algorithm == "erm":
+        return "loop"
+    batching = choose_batching(settings.task_batching, model, device)
+    log.info("%s: task batching %s (train.task_batching=%s)", spec.name, batching,
+             settings.task_batching)
+    return batching
 
 
 def _runner(model, optimizer, method, images, sampler, device, dtype, settings):

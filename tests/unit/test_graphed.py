@@ -1,4 +1,5 @@
-"""Step runners: the eager runner's records, and the CUDA-graph runner against the eager one.
+"""Step runners: the eager runner's records, and the CUDA-graph runner against the eager one,
+with the tasks looped or batched (`daml.batched`).
 
 The CUDA tests run where torch sees a GPU (the device machine; see benchmarks/README.md,
 GPU) and are skipped elsewhere, CI included.
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from daml import meta
 from daml.errors import DamlError
 from daml.graphed import EagerRunner, GraphedRunner, task_inputs
 from daml.meta import make_method
@@ -57,14 +59,15 @@ def exact_cuda():
     ) = saved
 
 
-def train(runner_kind, method, device, iterations=12, dtype=None, lr=1e-3, inner_lr=0.01):
+def train(runner_kind, method, device, iterations=12, dtype=None, lr=1e-3, inner_lr=0.01,
+          batching="loop"):
     images, tasks = faces(device)
     model = build_model(SIZE, seed=0).to(device, memory_format=torch.channels_last)
     graphed = runner_kind == "graphed"
     # the same Adam for both runners (the graph needs its step count on the GPU), so that
     # only the way the step runs differs
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, capturable=device.type == "cuda")
-    chosen = make_method(method, inner_lr=inner_lr)
+    chosen = make_method(method, inner_lr=inner_lr, task_batching=batching)
     if graphed:
         runner = GraphedRunner(model, optimizer, chosen, images, TASKS, SUPPORT, QUERY, dtype)
     else:
@@ -115,11 +118,15 @@ def relative_error(a: dict, b: dict) -> float:
 
 
 @cuda
-@pytest.mark.parametrize("method", ["daml", "maml", "erm"])
-def test_graph_replay_trains_like_the_eager_step(method, exact_cuda):
+@pytest.mark.parametrize(
+    "method,batching",
+    [("daml", "loop"), ("maml", "loop"), ("erm", "loop"), ("daml", "grouped"),
+     ("maml", "grouped"), ("daml", "vmap")],
+)
+def test_graph_replay_trains_like_the_eager_step(method, batching, exact_cuda):
     device = torch.device("cuda")
-    eager_records, eager_weights = train("eager", method, device)
-    graph_records, graph_weights = train("graphed", method, device)
+    eager_records, eager_weights = train("eager", method, device, batching=batching)
+    graph_records, graph_weights = train("graphed", method, device, batching=batching)
     # same iterations, tasks and learning rates (a decay at iteration 7, after capture)
     assert [(r[0], r[1], r[2].tasks) for r in graph_records] == [
         (r[0], r[1], r[2].tasks) for r in eager_records
@@ -147,3 +154,57 @@ def test_graph_replay_in_bf16_stays_close_to_fp32(exact_cuda):
 def test_graph_replay_stops_at_the_first_non_finite_loss():
     with pytest.raises(DamlError, match=r"non-finite loss at iteration 1 in task 't\d'"):
         train("graphed", "daml", torch.device("cuda"), inner_lr=1e38)
+
+
+@cuda
+@pytest.mark.parametrize("batching", ["grouped", "vmap"])
+def test_batched_pass_on_cuda_equals_the_loop(batching, exact_cuda):
+    """One meta-gradient on the GPU, batched and looped: equal in float64 (the order of
+    cuDNN's sums cannot matter there), the same losses within fp32 rounding."""
+    device = torch.device("cuda")
+    images, tasks = faces(device)
+    inputs = task_inputs(TaskSampler(tasks, TASKS, SUPPORT, QUERY, seed=0).sample(), images)
+    for dtype in (torch.float64, torch.float32):
+        batch = [
+            meta.TaskData(t.name, *(x.to(dtype) for x in (t.support, t.support_labels, t.query,
+                                                          t.query_labels)))
+            for t in inputs
+        ]
+        results = {}
+        for way in ("loop", batching):
+            model = build_model(SIZE, seed=0).to(device, dtype, memory_format=torch.channels_last)
+            losses, meta_loss = make_method("daml", inner_lr=0.1, task_batching=way).backward(
+                model, batch
+            )
+            results[way] = model, losses, meta_loss
+        (loop, loop_losses, loop_meta), (model, losses, meta_loss) = (
+            results["loop"], results[batching]
+        )
+        if dtype == torch.float32:
+            assert torch.allclose(losses, loop_losses, rtol=1e-4, atol=1e-6)
+            continue
+        assert torch.allclose(losses, loop_losses, rtol=1e-12)
+        assert torch.allclose(meta_loss, loop_meta, rtol=1e-12)
+        expected = dict(loop.named_parameters())
+        scale = max(float(p.grad.abs().max()) for p in expected.values())
+        for name, p in model.named_parameters():
+            assert torch.allclose(p.grad, expected[name].grad, rtol=1e-9, atol=1e-12 * scale), name
+        buffers = dict(loop.named_buffers())
+        for name, b in model.named_buffers():
+            assert torch.allclose(b.double(), buffers[name].double(), rtol=1e-12, atol=1e-15), name
+
+
+@cuda
+@pytest.mark.parametrize("batching", ["grouped", "vmap"])
+def test_batched_graph_replay_starts_where_the_looped_eager_step_does(batching, exact_cuda):
+    """The batched pass captured in GraphedRunner: same records, and the first iteration's
+    losses (before any Adam step has amplified rounding) those of the eager per-task loop."""
+    device = torch.device("cuda")
+    loop_records, _ = train("eager", "daml", device)
+    graph_records, _ = train("graphed", "daml", device, batching=batching)
+    assert [(r[0], r[1], r[2].tasks) for r in graph_records] == [
+        (r[0], r[1], r[2].tasks) for r in loop_records
+    ]
+    assert np.allclose(graph_records[0][2].query_losses, loop_records[0][2].query_losses,
+                       rtol=1e-4, atol=1e-6)
+    assert all(np.isfinite(r[2].query_losses).all() for r in graph_records)

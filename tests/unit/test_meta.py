@@ -286,3 +286,128 @@ def test_non_finite_loss_names_iteration_and_task():
             meta.make_method("daml", inner_lr=1e38),
             iteration=7,
         )
+
+
+# --- the batched pass (daml.batched) against the task loop ---------------------------------
+
+BATCHED_CASES = [  # (method, daml_weight, first_order, inner_steps, loss_reduction)
+    ("daml", "literal", True, 1, "mean"),
+    ("daml", "literal", False, 1, "mean"),
+    ("daml", "detached", True, 1, "mean"),
+    ("maml", "literal", True, 1, "mean"),
+    ("maml", "literal", False, 1, "mean"),
+    ("maml", "literal", True, 2, "mean"),
+    ("daml", "literal", False, 2, "sum"),
+]
+
+
+def float64_tasks(n=3, seed=0):
+    return [
+        meta.TaskData(t.name, *(x.double() for x in (t.support, t.support_labels, t.query,
+                                                      t.query_labels)))
+        for t in conv_tasks(n=n, seed=seed)
+    ]
+
+
+def backward_in_float64(batching, tasks, case, model=None):
+    """One meta-gradient of a fresh float64 Conv-4: (model after it, losses, meta-loss)."""
+    method, daml_weight, first_order, steps, reduction = case
+    model = model or build_model(16, seed=0).double()
+    chosen = meta.make_method(method, daml_weight, 0.1 if reduction == "mean" else 0.01, steps,
+                              first_order, reduction, task_batching=batching)
+    model.zero_grad(set_to_none=True)
+    losses, meta_loss = chosen.backward(model, tasks)
+    return model, losses, meta_loss
+
+
+def assert_same_step(model, losses, meta_loss, loop, loop_losses, loop_meta_loss):
+    """Same losses, meta-loss, gradient of every parameter and batch-norm buffers."""
+    assert losses.dtype == torch.float64 and losses.shape == loop_losses.shape
+    assert torch.allclose(losses, loop_losses, rtol=1e-12, atol=0)
+    assert torch.allclose(meta_loss, loop_meta_loss, rtol=1e-12, atol=0)
+    expected = dict(loop.named_parameters())
+    for name, p in model.named_parameters():
+        # atol: conv biases before a batch norm have a true gradient of 0 (rounding noise)
+        assert torch.allclose(p.grad, expected[name].grad, rtol=1e-10, atol=1e-12), name
+    buffers = dict(loop.named_buffers())
+    for name, b in model.named_buffers():
+        if name.endswith("num_batches_tracked"):
+            assert torch.equal(b, buffers[name]), name
+        else:
+            assert torch.allclose(b, buffers[name], rtol=1e-12, atol=1e-15), name
+
+
+@pytest.mark.parametrize("batching", ["grouped", "vmap"])
+@pytest.mark.parametrize("case", BATCHED_CASES, ids=lambda c: "-".join(map(str, c)))
+def test_batched_meta_gradient_equals_the_task_loop_in_float64(batching, case):
+    tasks = float64_tasks()
+    loop, loop_losses, loop_meta = backward_in_float64("loop", tasks, case)
+    model, losses, meta_loss = backward_in_float64(batching, tasks, case)
+    assert_same_step(model, losses, meta_loss, loop, loop_losses, loop_meta)
+    # the tasks differ, so DAML's weights d objective / d L_i differ between them too
+    assert len(set(losses.tolist())) == len(tasks)
+    # running statistics moved once per task at theta, as in the loop
+    assert int(model.features[1].num_batches_tracked) == len(tasks)
+
+
+@pytest.mark.parametrize("batching", ["grouped", "vmap"])
+def test_batched_first_order_equals_the_l2l_style_clone_loop(batching):
+    tasks = float64_tasks(n=4, seed=1)
+    reference = build_model(16, seed=0).double()
+    expected = clone_loop_gradients(reference, tasks, "daml")
+    model, _, _ = backward_in_float64(batching, tasks, BATCHED_CASES[0])
+    for name, p in model.named_parameters():
+        assert torch.allclose(p.grad, expected[name], rtol=1e-9, atol=1e-12), name
+
+
+@pytest.mark.parametrize("batching", ["grouped", "vmap"])
+def test_batched_steps_keep_the_loop_running_statistics_over_iterations(batching):
+    """Three SGD steps in a row: the weights and buffers go where the loop's go."""
+    models = {b: build_model(16, seed=0).double() for b in ("loop", batching)}
+    for b, model in models.items():
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+        for it in range(3):
+            meta.step(model, optimizer, float64_tasks(seed=it),
+                      meta.make_method("daml", inner_lr=0.1, task_batching=b), it)
+    loop, ours = (dict(models[b].state_dict()) for b in ("loop", batching))
+    for name, value in ours.items():
+        assert torch.allclose(value.double(), loop[name].double(), rtol=1e-10, atol=1e-12), name
+
+
+def test_erm_ignores_task_batching_and_unknown_batchings_name_the_key():
+    for batching in ("grouped", "vmap"):
+        assert meta.make_method("erm", task_batching=batching).backward.func is meta.erm_backward
+    assert meta.make_method("daml").backward.func is meta.meta_backward  # the loop by default
+    with pytest.raises(DamlError, match="train.task_batching"):
+        meta.make_method("daml", task_batching="threads")
+
+
+def test_task_batching_auto_is_grouped_for_conv4_on_cuda_only():
+    from daml.batched import choose
+
+    conv4, cpu, gpu = build_model(16, seed=0), torch.device("cpu"), torch.device("cuda")
+    assert choose("auto", conv4, cpu) == "loop"
+    assert choose("auto", conv4, gpu) == "grouped"
+    assert [choose(b, conv4, cpu) for b in ("loop", "grouped", "vmap")] == ["loop", "grouped",
+                                                                             "vmap"]
+    with pytest.raises(DamlError, match="train.task_batching"):
+        choose("threads", conv4, cpu)
+    conv4.features[1].momentum = None  # a cumulative average cannot be folded afterwards
+    for batching in ("grouped", "vmap", "auto"):
+        with pytest.raises(DamlError, match="momentum None"):
+            choose(batching, conv4, gpu)
+    assert choose("loop", conv4, gpu) == choose("auto", conv4, cpu) == "loop"
+
+
+def test_grouped_forward_is_conv4_per_task():
+    from daml.models.conv4 import grouped_forward
+
+    model = build_model(16, seed=0).double().train()
+    params = {n: torch.stack([p + 0.01 * i for i in range(3)]) for n, p in model.named_parameters()}
+    images = [t.support for t in float64_tasks()]
+    with torch.no_grad():
+        got = grouped_forward(model, params, None, torch.cat(images, dim=1), 3)
+        for i, x in enumerate(images):
+            weights = {n: p[i] for n, p in params.items()}
+            expected = torch.func.functional_call(model, weights, (x,))
+            assert torch.allclose(got[i], expected, rtol=1e-12, atol=1e-12)

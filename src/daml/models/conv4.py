@@ -23,6 +23,13 @@ Batch norm policy (docs/protocol.md, "Batch norm"):
     - ERM updates them on its pooled batch in the usual way.
     - Fine-tuning: see `daml.adapt`.
 
+Tasks as channel groups (`grouped_forward`, `train.task_batching: grouped`):
+    T tasks, each with its own weights, run as one network of T times the channels: their
+    images side by side along the channels, each convolution grouped (T groups), each
+    batch norm over T*64 channels (per channel, so per task), pooling and ReLU per channel
+    as they are, and one linear head per task. That is T Conv-4s with no layout change
+    between layers (`daml.batched`).
+
 References:
     Finn et al., "Model-Agnostic Meta-Learning", ICML 2017 (Conv-4).
 """
@@ -30,6 +37,7 @@ References:
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
@@ -90,6 +98,50 @@ class Conv4(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(x).flatten(1)).squeeze(1)
+
+
+def grouped_forward(
+    model: Conv4,
+    params: dict[str, torch.Tensor],
+    sinks: dict[str, torch.Tensor] | None,
+    images: torch.Tensor,
+    tasks: int,
+) -> torch.Tensor:
+    """`model`'s forward for `tasks` tasks at once, each with its own weights, in train mode.
+
+    Arguments:
+        model: the Conv-4 whose layers (kernel sizes, momentum, eps) are followed.
+        params: every parameter of `model` with a leading task dim (T, *shape).
+        sinks: per-task running buffers (T, C) by buffer name that each batch norm updates
+            with its batch statistics (`daml.batched.statistic_sinks`), or None: no update.
+        images: (B, T*3, S, S), task t's images in channels 3t..3t+2 (`torch.cat` on dim 1).
+        tasks: T.
+
+    Returns:
+        logits (T, B), task t's those of `model` with params[...][t] on its images.
+    """
+    x = images
+    for index, layer in enumerate(model.features):
+        name = f"features.{index}"
+        if isinstance(layer, nn.Conv2d):
+            weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+            x = F.conv2d(x, weight.flatten(0, 1), bias.flatten(), layer.stride, layer.padding,
+                         layer.dilation, tasks * layer.groups)
+        elif isinstance(layer, nn.BatchNorm2d):
+            mean = var = None
+            if sinks is not None:  # (T, C) buffers seen as T*C channels: the same memory
+                mean = sinks[f"{name}.running_mean"].view(-1)
+                var = sinks[f"{name}.running_var"].view(-1)
+            x = F.batch_norm(x, mean, var, params[f"{name}.weight"].flatten(),
+                             params[f"{name}.bias"].flatten(), True, layer.momentum, layer.eps)
+        elif isinstance(layer, (nn.MaxPool2d, nn.ReLU)):
+            x = layer(x)  # acts on each channel alone
+        else:
+            raise TypeError(f"grouped_forward does not know {type(layer).__name__} ({name})")
+    # per task the features flatten as forward's do: (C, s, s) of that task's channels
+    features = x.reshape(x.shape[0], tasks, -1)
+    weight, bias = params["head.weight"], params["head.bias"]
+    return torch.einsum("btf,tf->tb", features, weight[:, 0]) + bias
 
 
 def fold_batch_norm(model: Conv4) -> Conv4:
