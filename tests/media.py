@@ -10,12 +10,13 @@ import io
 import tarfile
 from pathlib import Path
 
-import av
 import numpy as np
 
 
 def encode(path, frames, crf: int = 23, container_options=None, fps: int = 25):
     """Encode RGB frames with libx264 (real H.264, as the embedded benchmark does)."""
+    import av  # here, not at the top: the GPU check runs the face tests where PyAV is absent
+
     height, width = frames[0].shape[:2] if frames else (48, 64)
     with av.open(str(path), "w", options=container_options or {}) as container:
         stream = container.add_stream("libx264", rate=fps)

@@ -55,8 +55,8 @@ from daml.data import celebdf, deepfakebench as reader
 from daml.data.manifest import CARRIED_COLUMNS, FRAME_COLUMNS, SPLITS
 from daml.errors import DamlError
 from daml.frames import sample_indices, select_shard
-from daml.io import atomic_folder, atomic_path, write_csv
-from daml.shards import CROP_COLUMNS, SKIP_COLUMNS, CropWriter
+from daml.io import atomic_folder
+from daml.shards import CROP_COLUMNS, CropWriter, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +147,9 @@ def import_shard(manifest_csv, frames_csv, out_npz, out_csv, out_skips, dataset:
                 table.append(base + [crop.frame, *box.tolist(),
                                      *np.round(points, 2).ravel().tolist(), np.nan, HOW])
                 counts["crops"] += 1
-        with atomic_path(out_npz) as tmp:
-            writer.write_npz(tmp)
+        write_shard(writer, out_npz, table, out_csv, skips, out_skips)
     finally:
         writer.close()
-    write_csv(out_csv, pd.DataFrame(table, columns=CROP_COLUMNS))
-    write_csv(out_skips, pd.DataFrame(skips, columns=SKIP_COLUMNS))
     log.info("%s shard %d: %d crops of %d videos imported (%d without landmarks); skipped "
              "%d frames and %d videos", dataset, shard, counts["crops"], counts["videos"],
              counts["no_landmarks"], counts["skipped_frames"], counts["skipped_videos"])

@@ -72,8 +72,7 @@ from tqdm import tqdm
 
 from daml.errors import DamlError
 from daml.data.manifest import CARRIED_COLUMNS as MANIFEST_COLUMNS
-from daml.io import atomic_path, write_csv
-from daml.shards import CROP_COLUMNS, SKIP_COLUMNS, CropWriter
+from daml.shards import CROP_COLUMNS, SKIP_COLUMNS, CropWriter, write_shard
 
 log = logging.getLogger(__name__)
 
@@ -555,12 +554,9 @@ def align_shard(frames_dir, out_npz, out_csv, out_skips, settings: FaceSettings,
                                 + [0.0, "fallback"])
                 counts[face.how] += 1
             del frames
-        with atomic_path(out_npz) as tmp:
-            writer.write_npz(tmp)
+        write_shard(writer, out_npz, rows, out_csv, skips, out_skips)
     finally:
         writer.close()
-    write_csv(out_csv, pd.DataFrame(rows, columns=CROP_COLUMNS))
-    write_csv(out_skips, pd.DataFrame(skips, columns=SKIP_COLUMNS))
     log.info("%s: %d crops (%d detected, %d fallback) from %d frames of %d videos; skipped "
              "%d frames and %d videos", frames_dir, writer.count, counts["detected"],
              counts["fallback"], counts["frames"], counts["videos"], counts["skipped_frames"],

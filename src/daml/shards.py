@@ -20,8 +20,10 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from daml.data.manifest import CARRIED_COLUMNS
+from daml.io import atomic_path, write_csv
 
 #: crop rows: the manifest's columns, the frame, the face box and 5 landmarks in the source
 #: image, the detector's score and how the crop was made (`detected`, `fallback`, `imported`)
@@ -60,3 +62,16 @@ class CropWriter:
 
     def close(self) -> None:
         self.raw.close()
+
+
+def write_shard(writer: CropWriter, out_npz: Path, rows: list, out_csv: Path, skips: list,
+                out_skips: Path) -> None:
+    """A face shard's three files: the writer's crops, their rows and the skips, each atomic.
+
+    The npz comes first, so a shard whose CSV exists has its crops (`daml.facedata` checks
+    that they agree).
+    """
+    with atomic_path(out_npz) as tmp:
+        writer.write_npz(tmp)
+    write_csv(out_csv, pd.DataFrame(rows, columns=CROP_COLUMNS))
+    write_csv(out_skips, pd.DataFrame(skips, columns=SKIP_COLUMNS))
