@@ -1,7 +1,7 @@
 """`daml detect` without a trained run: the command line, model files it refuses, inputs, batching.
 
 Scoring real videos against the evaluate stage is tested on the tiny run
-(tests/workflow/test_detect.py).
+(tests/workflow/test_detect_workflow.py).
 """
 
 from __future__ import annotations

@@ -42,7 +42,7 @@ CHECKED = {
     "snakemake --cores all table2 --configfile workflow/presets/baselines.yaml": "dry",
     "snakemake --cores all --configfile workflow/presets/paper.yaml workflow/presets/baselines-paper.yaml": "dry",
     "snakemake --profile profiles/slurm": "dry",  # a real submission: tests/integration/test_slurm.py
-    # on the finished run; its scores against the evaluate stage: tests/workflow/test_detect.py
+    # on the finished run; its scores against the evaluate stage: tests/workflow/test_detect_workflow.py
     'snakemake --cores all detect --config "detect={videos: results/synthetic/dfdc}"': "run",
     "daml detect results/synthetic/celebdf/Celeb-synthesis --model "
     "results/train/ffpp-c23/daml/seed0/model.pt --plot --out results/detect-celebdf": "run",
