@@ -113,8 +113,9 @@ def load_scorer(model_path: str | Path, settings: DetectSettings,
     """The model of a model.pt (or one fine-tuned model of a models.pt) ready to score.
 
     Raises:
-        DamlError: the file is missing or unreadable, names no single fine-tuned model, or
-            predates the preprocessing record.
+        DamlError: the file is missing or unreadable, names no single fine-tuned model,
+            predates the preprocessing record, or was trained on imported faces (DeepfakeBench),
+            whose preprocessing cannot be repeated.
     """
     device, dtype = runtime(settings.device, settings.precision, settings.threads)
     model, payload = load_model(model_path, device, adapted)
