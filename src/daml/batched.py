@@ -53,11 +53,11 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
 from daml.errors import DamlError
+from daml.meta import loss_fn, sgd_step
 from daml.models.conv4 import Conv4, grouped_forward
 
 TASK_BATCHING = ("auto", "loop", "grouped", "vmap")
@@ -185,17 +185,6 @@ def fold_statistics(model: nn.Module, sinks: dict[str, torch.Tensor], tasks: int
             norm.num_batches_tracked.add_(tasks)
 
 
-def task_losses(logits: torch.Tensor, labels: torch.Tensor,
-                reduction: str = "mean") -> torch.Tensor:
-    """Each task's `daml.meta.loss_fn` at once: logits and labels (T, B) -> losses (T,)."""
-    if logits.dtype in (torch.bfloat16, torch.float16):
-        logits = logits.float()
-    losses = F.binary_cross_entropy_with_logits(
-        logits, labels.to(logits.dtype), reduction="none"
-    )
-    return losses.mean(1) if reduction == "mean" else losses.sum(1)
-
-
 def adapt_tasks(
     model: nn.Module,
     batching: Batching,
@@ -217,12 +206,7 @@ def adapt_tasks(
     fast = dict(params)
     for step in range(steps):
         logits = batching.forward(model, fast, sinks if step == 0 else None, images)
-        loss = task_losses(logits, labels, reduction).sum()
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
-        fast = {
-            name: value - inner_lr * (grad.detach() if first_order else grad)
-            for (name, value), grad in zip(fast.items(), grads)
-        }
+        fast = sgd_step(fast, loss_fn(logits, labels, reduction).sum(), inner_lr, first_order)
     return fast
 
 
@@ -260,7 +244,7 @@ def batched_meta_backward(
         fast = adapt_tasks(model, way, theta, support, support_labels, inner_lr, inner_steps,
                            first_order, sinks, reduction)
         logits = way.forward(model, fast, None, query)
-    losses = task_losses(logits, query_labels, reduction)
+    losses = loss_fn(logits, query_labels, reduction)
     meta_loss = objective(losses)  # a sum of per-task terms, as the loop's
     meta_loss.backward()
     if inner_steps > 0:  # the loop's running statistics move in its first inner step

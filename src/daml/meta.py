@@ -47,7 +47,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from daml import batched
 from daml.errors import DamlError
 
 log = logging.getLogger(__name__)
@@ -132,8 +131,20 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor, reduction: str = "mean")
     """
     if logits.dtype in (torch.bfloat16, torch.float16):
         logits = logits.float()
-    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype),
-                                              reduction=reduction)
+    losses = F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype),
+                                                reduction="none")
+    # over the last dim: one batch's loss, or each task's from (T, B) logits (`daml.batched`)
+    return losses.mean(-1) if reduction == "mean" else losses.sum(-1)
+
+
+def sgd_step(fast: dict[str, torch.Tensor], loss: torch.Tensor, inner_lr: float,
+             first_order: bool) -> dict[str, torch.Tensor]:
+    """Eq. 2's gradient step on fast weights; second order keeps the graph through it."""
+    grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+    return {
+        name: value - inner_lr * (grad.detach() if first_order else grad)
+        for (name, value), grad in zip(fast.items(), grads)
+    }
 
 
 @dataclass
@@ -193,13 +204,9 @@ def adapt(
     for step in range(steps):
         state = fast if step == 0 or scratch_buffers is None else {**fast, **scratch_buffers}
         loss = loss_fn(functional_call(model, state, (images,)), labels, reduction)
-        grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
         if record is not None:
             record.append(float(loss.detach()))
-        fast = {
-            name: value - inner_lr * (grad.detach() if first_order else grad)
-            for (name, value), grad in zip(fast.items(), grads)
-        }
+        fast = sgd_step(fast, loss, inner_lr, first_order)
     return fast
 
 
@@ -339,6 +346,8 @@ def make_method(
     )
     if task_batching == "loop":
         return Method(name, objective, functools.partial(meta_backward, **inner))
+    from daml import batched  # it builds on this module's loss and inner step
+
     if task_batching not in batched.BATCHINGS:
         raise DamlError(
             f"train.task_batching={task_batching!r}: use loop or one of "
