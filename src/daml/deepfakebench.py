@@ -54,6 +54,7 @@ from daml.config import FACESETS, faceset_compression
 from daml.data import celebdf, deepfakebench as reader
 from daml.data.manifest import CARRIED_COLUMNS, FRAME_COLUMNS, SPLITS
 from daml.errors import DamlError
+from daml.faces import fallback_crop
 from daml.frames import sample_indices, select_shard
 from daml.io import atomic_folder
 from daml.shards import CROP_COLUMNS, CropWriter, write_shard
@@ -138,7 +139,10 @@ def import_shard(manifest_csv, frames_csv, out_npz, out_csv, out_skips, dataset:
                     skips.append([row["key"], crop.path, crop.frame, "unreadable PNG"])
                     counts["skipped_frames"] += 1
                     continue
-                face, box = square_crop(np.ascontiguousarray(image[..., ::-1]), size)
+                # their crops are square: the central square at our size, byte for byte when
+                # it already is our size (cv2's resize to the same size is the identity), so an
+                # export reads back to the same crops
+                face, box = fallback_crop(np.ascontiguousarray(image[..., ::-1]), size)
                 points = crop_landmarks(crop.landmarks, crop.landmarks5, box, size)
                 if points is None:
                     counts["no_landmarks"] += 1
@@ -156,29 +160,13 @@ def import_shard(manifest_csv, frames_csv, out_npz, out_csv, out_skips, dataset:
     return counts
 
 
-def square_crop(image: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The central square of an RGB crop at `size` x `size`, and the square (x1, y1, x2, y2).
-
-    DeepfakeBench's crops are already square; they are resized only when their side is not
-    `size` (INTER_AREA when shrinking, INTER_LINEAR when enlarging).
-    """
-    height, width = image.shape[:2]
-    side = min(height, width)
-    x1, y1 = (width - side) // 2, (height - side) // 2
-    square = image[y1:y1 + side, x1:x1 + side]
-    if side != size:
-        interpolation = cv2.INTER_AREA if side > size else cv2.INTER_LINEAR
-        square = cv2.resize(square, (size, size), interpolation=interpolation)
-    return np.ascontiguousarray(square), np.array([x1, y1, x1 + side, y1 + side], np.float64)
-
-
 def crop_landmarks(landmarks: str, landmarks5: str, box: np.ndarray,
                    size: int) -> np.ndarray | None:
     """Our 5 points in the stored crop, from their 81-point file or our 5-point one.
 
     Arguments:
         landmarks, landmarks5: the files (`""` where absent), points in PNG pixels.
-        box: the square taken from the PNG (`square_crop`).
+        box: the square taken from the PNG (`daml.faces.fallback_crop`).
         size: the stored crop side.
 
     Returns:
