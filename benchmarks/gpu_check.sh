@@ -83,16 +83,9 @@ run_check() {
     rm -rf "$work" && mkdir -p "$work"
     tar -xzf "$CARRY/inputs.tar.gz" -C "$work"
     # where training, fine-tuning and scoring run; with --quick a few iterations, steps, episodes
-    local overlay=$work/gpu_check_run.yaml
-    {
-        for section in train adapt evaluate; do echo "$section: {device: $device}"; done
-        if [ "$quick" = 1 ]; then
-            echo "train: {device: $device, iterations: 40, validate_every: 20, checkpoint_every: 20, max_val_faces: 256}"
-            echo "adapt: {device: $device, steps: 5, episodes: 2}"
-        fi
-    } | "$PYTHON" -c "import sys, yaml; merged = {}
-for line in sys.stdin: merged.update(yaml.safe_load(line))
-yaml.safe_dump(merged, open('$overlay', 'w'))"
+    local overlay=$work/gpu_check_run.yaml quick_flag=()
+    [ "$quick" = 1 ] && quick_flag=(--quick)
+    "$PYTHON" benchmarks/gpu_check.py overlay "$overlay" --device "$device" "${quick_flag[@]}" || exit 1
     CONFIGS+=("$overlay")
     # a CPU shared with other work: one thread, or OpenMP's spinning threads crawl
     [ "$device" = cpu ] && export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -150,10 +143,8 @@ compare() {
     tar -xzf "$returned/table1_run.tar.gz" -C "$cpu" results/train
     # the GPU's models as they are, scored and fine-tuned again here
     # the run's own settings (its overlay travelled back), every device the CPU
-    printf 'train: {device: cpu}\nadapt: {device: cpu}\nevaluate: {device: cpu}\n' >"$cpu/on_cpu.yaml"
-    "$PYTHON" -c "import yaml, sys; run = yaml.safe_load(open(sys.argv[1])); cpu = yaml.safe_load(open(sys.argv[2]))
-for section, values in cpu.items(): run.setdefault(section, {}).update(values)
-yaml.safe_dump(run, open(sys.argv[2], 'w'))" "$gpu/gpu_check_run.yaml" "$cpu/on_cpu.yaml" || exit 1
+    "$PYTHON" benchmarks/gpu_check.py overlay "$cpu/on_cpu.yaml" --device cpu \
+        --base "$gpu/gpu_check_run.yaml" || exit 1
     CONFIGS+=("$cpu/on_cpu.yaml")
     snakemake_in "$cpu" table1 --cores all --rerun-triggers mtime --forcerun evaluate_models \
         --allowed-rules evaluate_models make_table table1 || exit 1

@@ -73,3 +73,17 @@ def test_report_reads_tests_times_and_benchmarks(tmp_path):
     assert "wall: 42.0 s" in report
     assert "| train_models |      2 |        21 |    10.5 |" in report
     assert "no table1" in report
+
+
+def test_the_overlay_sets_every_device_and_compare_reuses_the_run_s_schedule(tmp_path):
+    import yaml
+
+    run = gpu_check.overlay(tmp_path / "run.yaml", "cuda", quick=True)
+    assert run["train"] == {"device": "cuda", **gpu_check.QUICK["train"]}
+    assert run["adapt"] == {"device": "cuda", "steps": 5, "episodes": 2}
+    assert run["evaluate"] == {"device": "cuda"}
+    again = gpu_check.overlay(tmp_path / "cpu.yaml", "cpu", base=tmp_path / "run.yaml")
+    assert yaml.safe_load((tmp_path / "cpu.yaml").read_text()) == again
+    assert again["train"]["iterations"] == 40 and again["adapt"]["episodes"] == 2
+    assert {again[s]["device"] for s in gpu_check.DEVICE_SECTIONS} == {"cpu"}
+    assert "iterations" not in gpu_check.overlay(tmp_path / "full.yaml", "cuda")["train"]
